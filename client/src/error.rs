@@ -1,0 +1,158 @@
+//! The broker's error kinds, shared by every transport and by the CLI's exit codes.
+
+use serde::{Deserialize, Serialize};
+
+/// What went wrong, as a caller can act on it. The same kinds travel on the socket (as
+/// `error.data.kind` and a JSON-RPC code) and on D-Bus (as `io.tokenbroker.Error.<Kind>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// No account of that name is configured.
+    NoSuchAccount,
+    /// No provider of that name is configured.
+    NoSuchProvider,
+    /// The account has no usable credentials: sign in (again).
+    NeedsSignIn,
+    /// The caller is not allowed to do this.
+    Denied,
+    /// A request parameter is missing, malformed or out of range.
+    InvalidArgument,
+    /// The authorization server rejected the user's or the client's credentials.
+    InvalidCredentials,
+    /// The authorization server failed or answered something that is not a valid reply.
+    ServerError,
+    /// The authorization server could not be reached in time.
+    NetworkError,
+    /// A provider or account of that name exists already.
+    AlreadyExists,
+    /// The configuration is invalid or could not be written.
+    Config,
+    /// The secret store (keychain) failed.
+    Store,
+    /// The daemon is at its connection limit or shutting down.
+    Busy,
+    /// The peers speak incompatible protocol versions, or a frame broke the protocol.
+    Protocol,
+    /// A bug or an unexpected local failure.
+    Internal,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 14] = [
+        ErrorKind::NoSuchAccount,
+        ErrorKind::NoSuchProvider,
+        ErrorKind::NeedsSignIn,
+        ErrorKind::Denied,
+        ErrorKind::InvalidArgument,
+        ErrorKind::InvalidCredentials,
+        ErrorKind::ServerError,
+        ErrorKind::NetworkError,
+        ErrorKind::AlreadyExists,
+        ErrorKind::Config,
+        ErrorKind::Store,
+        ErrorKind::Busy,
+        ErrorKind::Protocol,
+        ErrorKind::Internal,
+    ];
+
+    /// The JSON-RPC error code: -32001 onwards, in the order of [`ErrorKind::ALL`].
+    pub fn rpc_code(self) -> i64 {
+        let idx = ErrorKind::ALL.iter().position(|k| *k == self).unwrap_or(0) as i64;
+        crate::protocol::codes::SERVER_ERROR_BASE - 1 - idx
+    }
+
+    pub fn from_rpc_code(code: i64) -> ErrorKind {
+        use crate::protocol::codes::*;
+        match code {
+            PARSE_ERROR | INVALID_REQUEST => ErrorKind::Protocol,
+            METHOD_NOT_FOUND | INVALID_PARAMS => ErrorKind::InvalidArgument,
+            _ => {
+                let idx = SERVER_ERROR_BASE - 1 - code;
+                usize::try_from(idx)
+                    .ok()
+                    .and_then(|i| ErrorKind::ALL.get(i).copied())
+                    .unwrap_or(ErrorKind::Internal)
+            }
+        }
+    }
+
+    /// The CLI's exit code for this kind (docs/CLI exit codes).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorKind::InvalidArgument | ErrorKind::AlreadyExists => 2,
+            ErrorKind::NeedsSignIn => 3,
+            ErrorKind::Denied => 4,
+            ErrorKind::ServerError | ErrorKind::NetworkError => 5,
+            ErrorKind::Busy | ErrorKind::Protocol => 6,
+            ErrorKind::InvalidCredentials => 7,
+            ErrorKind::NoSuchAccount | ErrorKind::NoSuchProvider => 8,
+            ErrorKind::Config | ErrorKind::Store | ErrorKind::Internal => 1,
+        }
+    }
+
+    /// The D-Bus error name suffix, e.g. `NeedsSignIn`.
+    pub fn dbus_name(self) -> &'static str {
+        match self {
+            ErrorKind::NoSuchAccount => "NoSuchAccount",
+            ErrorKind::NoSuchProvider => "NoSuchProvider",
+            ErrorKind::NeedsSignIn => "NotSignedIn",
+            ErrorKind::Denied => "Denied",
+            ErrorKind::InvalidArgument => "InvalidArgument",
+            ErrorKind::InvalidCredentials => "InvalidCredentials",
+            ErrorKind::ServerError => "ServerError",
+            ErrorKind::NetworkError => "NetworkError",
+            ErrorKind::AlreadyExists => "AlreadyExists",
+            ErrorKind::Config => "Config",
+            ErrorKind::Store => "Store",
+            ErrorKind::Busy => "Busy",
+            ErrorKind::Protocol => "Protocol",
+            ErrorKind::Internal => "Internal",
+        }
+    }
+}
+
+/// An error the broker reports: a kind and a message a person can act on. Messages never hold
+/// a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct BrokerError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl BrokerError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rpc_codes_are_distinct_and_round_trip() {
+        let mut seen = std::collections::HashSet::new();
+        for k in ErrorKind::ALL {
+            let c = k.rpc_code();
+            assert!((-32099..=-32001).contains(&c), "{k:?} -> {c}");
+            assert!(seen.insert(c));
+            assert_eq!(ErrorKind::from_rpc_code(c), k);
+        }
+        assert_eq!(ErrorKind::from_rpc_code(-32700), ErrorKind::Protocol);
+        assert_eq!(ErrorKind::from_rpc_code(-32602), ErrorKind::InvalidArgument);
+        assert_eq!(ErrorKind::from_rpc_code(12), ErrorKind::Internal);
+    }
+
+    #[test]
+    fn exit_codes_match_the_documented_table() {
+        assert_eq!(ErrorKind::NeedsSignIn.exit_code(), 3);
+        assert_eq!(ErrorKind::Denied.exit_code(), 4);
+        assert_eq!(ErrorKind::ServerError.exit_code(), 5);
+        assert_eq!(ErrorKind::NetworkError.exit_code(), 5);
+        assert_eq!(ErrorKind::InvalidCredentials.exit_code(), 7);
+    }
+}

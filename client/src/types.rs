@@ -1,0 +1,221 @@
+//! Request parameters and replies of every method. Field names are the wire names.
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::Version;
+use crate::secret::SecretText;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HelloParams {
+    pub protocol: Version,
+    /// A self-declared client name: recorded as a hint, never trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HelloReply {
+    pub protocol: Version,
+    pub daemon_version: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetTokenParams {
+    pub account: String,
+    /// Requested scopes; empty means the account's configured scopes.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// The token must stay valid at least this many seconds.
+    #[serde(default)]
+    pub min_ttl: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenReply {
+    pub access_token: SecretText,
+    pub token_type: String,
+    /// Unix seconds.
+    pub expires_at: u64,
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grant {
+    Password,
+    ClientCredentials,
+}
+
+impl Grant {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Grant::Password => "password",
+            Grant::ClientCredentials => "client_credentials",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountState {
+    SignedIn,
+    NeedsSignIn,
+    Error,
+}
+
+impl AccountState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountState::SignedIn => "signed_in",
+            AccountState::NeedsSignIn => "needs_sign_in",
+            AccountState::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccountInfo {
+    pub name: String,
+    pub provider: String,
+    pub grant: Grant,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    pub scopes: Vec<String>,
+    pub state: AccountState,
+    /// When the latest cached access token expires (unix seconds), if one is cached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    /// Why the account is in `error` or `needs_sign_in`, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReply {
+    pub daemon_version: String,
+    pub protocol: Version,
+    pub pid: u32,
+    pub uptime_secs: u64,
+    pub config_path: String,
+    pub socket_path: String,
+    pub accounts: Vec<AccountInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountParams {
+    pub account: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NameParams {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignInParams {
+    pub account: String,
+    /// Only ever sent over the local socket, never over D-Bus.
+    pub password: SecretText,
+}
+
+/// How the broker authenticates itself (the OAuth client) at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// HTTP Basic with the form-encoded client id and secret (RFC 6749 §2.3.1).
+    #[default]
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the request body.
+    ClientSecretPost,
+    /// A public client: only `client_id` in the body.
+    None,
+}
+
+impl ClientAuth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientAuth::ClientSecretBasic => "client_secret_basic",
+            ClientAuth::ClientSecretPost => "client_secret_post",
+            ClientAuth::None => "none",
+        }
+    }
+
+    pub fn needs_secret(self) -> bool {
+        !matches!(self, ClientAuth::None)
+    }
+}
+
+/// A provider as the admin describes it. Exactly one of `issuer` and `token_endpoint`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSpec {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub introspection_endpoint: Option<String>,
+    pub client_id: String,
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub allow_insecure_loopback: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddProviderParams {
+    pub provider: ProviderSpec,
+    /// Stored in the secret store, never in the config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<SecretText>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetClientSecretParams {
+    pub provider: String,
+    pub client_secret: SecretText,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProviderInfo {
+    #[serde(flatten)]
+    pub spec: ProviderSpec,
+    /// Whether a client secret is in the secret store (never the secret itself).
+    pub has_client_secret: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSpec {
+    pub name: String,
+    pub provider: String,
+    pub grant: Grant,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// The empty reply of methods that only act.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Done {}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignOutReply {
+    /// Whether the server confirmed the revocation; the local tokens are deleted either way.
+    pub revoked: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}

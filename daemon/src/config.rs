@@ -1,0 +1,745 @@
+//! The configuration file: providers and accounts, never a secret.
+//!
+//! TOML with a `version` key and unknown fields refused. Errors name the file and the line.
+//! Edits made through the admin methods keep the file's comments and layout (toml_edit) and are
+//! written atomically (temporary file, fsync, rename).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tokenbroker_client::{AccountSpec, ClientAuth, Grant, ProviderSpec};
+use url::Url;
+
+use crate::error::{Error, Result};
+
+/// The config version this daemon reads and writes.
+pub const CONFIG_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub version: u32,
+    #[serde(default, skip_serializing_if = "HttpSettings::is_default")]
+    pub http: HttpSettings,
+    #[serde(default, skip_serializing_if = "EngineSettings::is_default")]
+    pub engine: EngineSettings,
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+    #[serde(default)]
+    pub accounts: BTreeMap<String, AccountConfig>,
+}
+
+/// Timeouts and retries of every call to an authorization server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Seconds to establish a connection.
+    pub connect_timeout_secs: u64,
+    /// Seconds for a whole request, reply included.
+    pub timeout_secs: u64,
+    /// Extra attempts after a network error or a 5xx reply.
+    pub retries: u32,
+    /// Milliseconds before the first retry; doubled for each further one.
+    pub retry_backoff_ms: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout_secs: 5,
+            timeout_secs: 20,
+            retries: 2,
+            retry_backoff_ms: 250,
+        }
+    }
+}
+
+impl HttpSettings {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSettings {
+    /// Refresh a token that callers use at about this fraction of its life, so they do not wait.
+    pub refresh_at_fraction: f64,
+    /// Whether to refresh ahead of expiry at all.
+    pub proactive_refresh: bool,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            refresh_at_fraction: 0.75,
+            proactive_refresh: true,
+        }
+    }
+}
+
+impl EngineSettings {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub introspection_endpoint: Option<String>,
+    pub client_id: String,
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_insecure_loopback: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    pub provider: String,
+    pub grant: Grant,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+}
+
+impl ProviderConfig {
+    pub fn from_spec(spec: &ProviderSpec) -> Self {
+        Self {
+            issuer: spec.issuer.clone(),
+            token_endpoint: spec.token_endpoint.clone(),
+            revocation_endpoint: spec.revocation_endpoint.clone(),
+            introspection_endpoint: spec.introspection_endpoint.clone(),
+            client_id: spec.client_id.clone(),
+            client_auth: spec.client_auth,
+            scopes: spec.scopes.clone(),
+            allow_insecure_loopback: spec.allow_insecure_loopback,
+        }
+    }
+
+    pub fn to_spec(&self, name: &str) -> ProviderSpec {
+        ProviderSpec {
+            name: name.to_owned(),
+            issuer: self.issuer.clone(),
+            token_endpoint: self.token_endpoint.clone(),
+            revocation_endpoint: self.revocation_endpoint.clone(),
+            introspection_endpoint: self.introspection_endpoint.clone(),
+            client_id: self.client_id.clone(),
+            client_auth: self.client_auth,
+            scopes: self.scopes.clone(),
+            allow_insecure_loopback: self.allow_insecure_loopback,
+        }
+    }
+
+    /// Check one endpoint against the transport rule: https, or http to a loopback address when
+    /// the provider allows it.
+    pub fn check_url(&self, what: &str, raw: &str) -> std::result::Result<Url, String> {
+        check_endpoint_url(what, raw, self.allow_insecure_loopback)
+    }
+}
+
+impl AccountConfig {
+    pub fn from_spec(spec: &AccountSpec) -> Self {
+        Self {
+            provider: spec.provider.clone(),
+            grant: spec.grant,
+            username: spec.username.clone(),
+            scopes: spec.scopes.clone(),
+        }
+    }
+}
+
+/// https, or http to a loopback address when `allow_insecure_loopback`.
+pub fn check_endpoint_url(
+    what: &str,
+    raw: &str,
+    allow_insecure_loopback: bool,
+) -> std::result::Result<Url, String> {
+    let url = Url::parse(raw).map_err(|e| format!("{what} {raw:?} is not a valid URL: {e}"))?;
+    if url.username() != "" || url.password().is_some() {
+        return Err(format!("{what} must not carry credentials in the URL"));
+    }
+    if url.fragment().is_some() {
+        return Err(format!("{what} {raw:?} must not have a fragment"));
+    }
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Ipv4(a)) => a.is_loopback(),
+                Some(url::Host::Ipv6(a)) => a.is_loopback(),
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                None => false,
+            };
+            if !loopback {
+                Err(format!(
+                    "{what} {raw:?} uses plain http: only https is allowed, except to a loopback address"
+                ))
+            } else if !allow_insecure_loopback {
+                Err(format!(
+                    "{what} {raw:?} uses plain http to a loopback address: set allow_insecure_loopback = true on the provider to allow it"
+                ))
+            } else {
+                Ok(url)
+            }
+        }
+        other => Err(format!("{what} {raw:?} has scheme {other:?}: only https is allowed")),
+    }
+}
+
+/// Names of providers and accounts: 1 to 64 of `A-Z a-z 0-9 . _ -`, not starting with `.` or `-`.
+pub fn check_name(what: &str, name: &str) -> std::result::Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with(['.', '-'])
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid {what} name {name:?}: use 1 to 64 letters, digits, '.', '_' or '-', not starting with '.' or '-'"
+        ))
+    }
+}
+
+/// A scope token (RFC 6749 §3.3): printable ASCII without space, '"' or '\'.
+pub fn check_scope(scope: &str) -> std::result::Result<(), String> {
+    let ok = !scope.is_empty()
+        && scope.len() <= 256
+        && scope
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid scope {:?}: a scope is 1 to 256 printable ASCII characters without spaces, quotes or backslashes",
+            scope.chars().take(40).collect::<String>()
+        ))
+    }
+}
+
+impl Config {
+    pub fn empty() -> Self {
+        Config {
+            version: CONFIG_VERSION,
+            ..Default::default()
+        }
+    }
+
+    /// Parse and validate `text`, read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config> {
+        let at = |line: usize, message: String| Error::ConfigInvalid {
+            path: path.to_owned(),
+            line,
+            message,
+        };
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of_offset(text, s.start)).unwrap_or(1);
+            let mut message = e.message().trim().to_owned();
+            if message.contains("client_secret") || message.contains("password") || message.contains("refresh_token") {
+                message.push_str(
+                    "; secrets never go in the config: use `tokenbroker provider add --client-secret-stdin` and `tokenbroker login`",
+                );
+            }
+            at(line, message)
+        })?;
+        let locate = SpanFinder::new(text);
+        if config.version != CONFIG_VERSION {
+            return Err(at(
+                locate.line(&["version"]),
+                format!(
+                    "unsupported config version {}: this tokenbrokerd reads version {CONFIG_VERSION}",
+                    config.version
+                ),
+            ));
+        }
+        let h = &config.http;
+        if h.timeout_secs == 0 || h.connect_timeout_secs == 0 || h.timeout_secs > 600 || h.retries > 10 {
+            return Err(at(
+                locate.line(&["http"]),
+                "http: timeouts must be 1 to 600 seconds and retries at most 10".into(),
+            ));
+        }
+        let f = config.engine.refresh_at_fraction;
+        if !(0.1..=0.95).contains(&f) {
+            return Err(at(
+                locate.line(&["engine", "refresh_at_fraction"]),
+                "engine.refresh_at_fraction must be between 0.1 and 0.95".into(),
+            ));
+        }
+        for (name, p) in &config.providers {
+            let key = |k: &str| locate.line(&["providers", name, k]);
+            check_name("provider", name).map_err(|m| at(locate.line(&["providers", name]), m))?;
+            p.validate(name).map_err(|(field, m)| at(key(field), m))?;
+        }
+        for (name, a) in &config.accounts {
+            let key = |k: &str| locate.line(&["accounts", name, k]);
+            check_name("account", name).map_err(|m| at(locate.line(&["accounts", name]), m))?;
+            let provider = config.providers.get(&a.provider).ok_or_else(|| {
+                at(
+                    key("provider"),
+                    format!("account {name:?} names provider {:?}, which is not configured", a.provider),
+                )
+            })?;
+            a.validate(name, provider).map_err(|(field, m)| at(key(field), m))?;
+        }
+        Ok(config)
+    }
+
+    /// Read `path`; a missing file is an empty config.
+    pub fn load(path: &Path) -> Result<Config> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(path, &text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::empty()),
+            Err(e) => Err(Error::ConfigFile {
+                path: path.to_owned(),
+                message: format!("cannot read: {e}"),
+            }),
+        }
+    }
+}
+
+impl ProviderConfig {
+    /// Field-level checks; the error names the offending field.
+    pub fn validate(&self, name: &str) -> std::result::Result<(), (&'static str, String)> {
+        match (&self.issuer, &self.token_endpoint) {
+            (Some(_), Some(_)) => {
+                return Err((
+                    "token_endpoint",
+                    format!("provider {name:?}: give either issuer (discovery) or token_endpoint, not both"),
+                ))
+            }
+            (None, None) => {
+                return Err((
+                    "client_id",
+                    format!("provider {name:?}: needs issuer (for discovery) or token_endpoint"),
+                ))
+            }
+            _ => {}
+        }
+        for (field, value) in [
+            ("issuer", &self.issuer),
+            ("token_endpoint", &self.token_endpoint),
+            ("revocation_endpoint", &self.revocation_endpoint),
+            ("introspection_endpoint", &self.introspection_endpoint),
+        ] {
+            if let Some(v) = value {
+                self.check_url(field, v)
+                    .map_err(|m| (field, format!("provider {name:?}: {m}")))?;
+            }
+        }
+        if self.client_id.trim().is_empty() || self.client_id.len() > 512 {
+            return Err(("client_id", format!("provider {name:?}: client_id must be 1 to 512 characters")));
+        }
+        for s in &self.scopes {
+            check_scope(s).map_err(|m| ("scopes", format!("provider {name:?}: {m}")))?;
+        }
+        Ok(())
+    }
+}
+
+impl AccountConfig {
+    pub fn validate(
+        &self,
+        name: &str,
+        provider: &ProviderConfig,
+    ) -> std::result::Result<(), (&'static str, String)> {
+        match (self.grant, &self.username) {
+            (Grant::Password, None) => {
+                return Err(("grant", format!("account {name:?}: the password grant needs a username")))
+            }
+            (Grant::Password, Some(u)) if u.is_empty() || u.len() > 512 => {
+                return Err(("username", format!("account {name:?}: username must be 1 to 512 characters")))
+            }
+            (Grant::ClientCredentials, Some(_)) => {
+                return Err((
+                    "username",
+                    format!("account {name:?}: a client_credentials account has no username"),
+                ))
+            }
+            (Grant::ClientCredentials, None) if provider.client_auth == ClientAuth::None => {
+                return Err((
+                    "grant",
+                    format!(
+                        "account {name:?}: client_credentials needs a confidential client, but provider {:?} uses client_auth = \"none\"",
+                        self.provider
+                    ),
+                ))
+            }
+            _ => {}
+        }
+        for s in &self.scopes {
+            check_scope(s).map_err(|m| ("scopes", format!("account {name:?}: {m}")))?;
+        }
+        Ok(())
+    }
+
+    /// The scopes a request with no explicit scopes gets: the account's, else the provider's.
+    pub fn default_scopes<'a>(&'a self, provider: &'a ProviderConfig) -> &'a [String] {
+        if self.scopes.is_empty() {
+            &provider.scopes
+        } else {
+            &self.scopes
+        }
+    }
+}
+
+fn line_of_offset(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+/// Finds the line of a key path in the original text, for errors found after parsing.
+struct SpanFinder<'a> {
+    text: &'a str,
+    doc: Option<toml_edit::Document<&'a str>>,
+}
+
+impl<'a> SpanFinder<'a> {
+    fn new(text: &'a str) -> Self {
+        Self {
+            text,
+            doc: toml_edit::Document::parse(text).ok(),
+        }
+    }
+
+    /// The line of the deepest key of `path` that exists (1 if none).
+    fn line(&self, path: &[&str]) -> usize {
+        let Some(doc) = &self.doc else { return 1 };
+        let mut item: &toml_edit::Item = doc.as_item();
+        let mut best = 1;
+        for key in path {
+            let Some(table) = item.as_table_like() else { break };
+            let Some((k, next)) = table.get_key_value(key) else { break };
+            if let Some(span) = k.span().or_else(|| next.span()) {
+                best = line_of_offset(self.text, span.start);
+            }
+            item = next;
+        }
+        best
+    }
+}
+
+/// Edits to the config file that keep its comments and layout.
+pub struct ConfigEditor {
+    path: PathBuf,
+    doc: toml_edit::DocumentMut,
+}
+
+impl ConfigEditor {
+    pub fn open(path: &Path) -> Result<Self> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                format!("# tokenbroker configuration: see docs/CONFIG.md\nversion = {CONFIG_VERSION}\n")
+            }
+            Err(e) => {
+                return Err(Error::ConfigFile {
+                    path: path.to_owned(),
+                    message: format!("cannot read: {e}"),
+                })
+            }
+        };
+        let doc = text.parse::<toml_edit::DocumentMut>().map_err(|e| Error::ConfigFile {
+            path: path.to_owned(),
+            message: format!("cannot edit: {e}"),
+        })?;
+        Ok(Self {
+            path: path.to_owned(),
+            doc,
+        })
+    }
+
+    fn section(&mut self, key: &str) -> &mut toml_edit::Table {
+        let item = self
+            .doc
+            .entry(key)
+            .or_insert_with(|| {
+                let mut t = toml_edit::Table::new();
+                t.set_implicit(true);
+                toml_edit::Item::Table(t)
+            });
+        if !item.is_table() {
+            *item = toml_edit::Item::Table(toml_edit::Table::new());
+        }
+        // is_table() was just ensured
+        match item.as_table_mut() {
+            Some(t) => t,
+            None => unreachable_table(),
+        }
+    }
+
+    pub fn set<T: Serialize>(&mut self, section: &str, name: &str, value: &T) -> Result<()> {
+        let table = toml_edit::ser::to_document(value)
+            .map_err(|e| Error::ConfigFile {
+                path: self.path.clone(),
+                message: format!("cannot encode {section}.{name}: {e}"),
+            })?
+            .as_table()
+            .clone();
+        self.section(section)
+            .insert(name, toml_edit::Item::Table(table));
+        Ok(())
+    }
+
+    pub fn remove(&mut self, section: &str, name: &str) {
+        self.section(section).remove(name);
+    }
+
+    /// Validate the edited document as a whole, then write it atomically. Returns the new config.
+    pub fn commit(self) -> Result<Config> {
+        let text = self.doc.to_string();
+        let config = Config::parse(&self.path, &text)?;
+        write_atomically(&self.path, text.as_bytes())?;
+        Ok(config)
+    }
+}
+
+#[allow(clippy::panic)]
+fn unreachable_table() -> ! {
+    // Only reachable if toml_edit changed what is_table() means.
+    panic!("config section is not a table")
+}
+
+/// Write `bytes` to `path` through a temporary file in the same folder, fsync'd and renamed, so
+/// that a crash leaves either the old or the new file. Keeps an existing file's permissions;
+/// a new one is 0600.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let err = |source| Error::ConfigWrite {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    create_private_dir(dir).map_err(err)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".config.toml.")
+        .tempfile_in(dir)
+        .map_err(err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777).unwrap_or(0o600);
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode)).map_err(err)?;
+    }
+    tmp.write_all(bytes).map_err(err)?;
+    tmp.as_file().sync_all().map_err(err)?;
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Create `dir` (and parents) with mode 0700 where it does not exist yet.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+version = 1
+
+[providers.dot]
+issuer = "http://127.0.0.1:8000/o"
+client_id = "tb"
+client_auth = "client_secret_post"
+allow_insecure_loopback = true
+
+[providers.corp]
+token_endpoint = "https://id.example.com/oauth2/token"
+revocation_endpoint = "https://id.example.com/oauth2/revoke"
+client_id = "app"
+scopes = ["openid", "email"]
+
+[accounts.alice]
+provider = "dot"
+grant = "password"
+username = "alice"
+scopes = ["read", "write"]
+
+[accounts.robot]
+provider = "corp"
+grant = "client_credentials"
+"#;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(Path::new("config.toml"), text)
+    }
+
+    fn err_of(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parses_a_good_config() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.providers.len(), 2);
+        assert_eq!(c.accounts["alice"].grant, Grant::Password);
+        assert_eq!(c.providers["dot"].client_auth, ClientAuth::ClientSecretPost);
+        assert_eq!(c.providers["corp"].client_auth, ClientAuth::ClientSecretBasic);
+        let robot = &c.accounts["robot"];
+        assert_eq!(robot.default_scopes(&c.providers["corp"]), ["openid", "email"]);
+    }
+
+    #[test]
+    fn unknown_field_is_refused_with_its_line() {
+        let text = GOOD.replace("client_id = \"app\"", "client_id = \"app\"\ncolour = \"blue\"");
+        let e = err_of(&text);
+        assert!(e.starts_with("config.toml:14:"), "{e}");
+        assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn a_secret_in_the_config_is_refused_with_advice() {
+        let text = GOOD.replace("client_id = \"tb\"", "client_id = \"tb\"\nclient_secret = \"s3cret\"");
+        let e = err_of(&text);
+        assert!(e.starts_with("config.toml:7:"), "{e}");
+        assert!(e.contains("--client-secret-stdin"), "{e}");
+        assert!(!e.contains("s3cret"), "the error must not echo the secret: {e}");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_line() {
+        let text = GOOD.replace("provider = \"corp\"", "provider = \"nope\"");
+        let e = err_of(&text);
+        assert!(e.starts_with("config.toml:23:"), "{e}");
+        assert!(e.contains("\"nope\""), "{e}");
+
+        let e = err_of(&GOOD.replace("allow_insecure_loopback = true\n", ""));
+        assert!(e.starts_with("config.toml:5:"), "{e}");
+        assert!(e.contains("allow_insecure_loopback"), "{e}");
+
+        let e = err_of(&GOOD.replace("version = 1", "version = 2"));
+        assert!(e.starts_with("config.toml:2:"), "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let e = err_of("version = 1\n\n[providers.x\n");
+        assert!(e.starts_with("config.toml:3:"), "{e}");
+    }
+
+    #[test]
+    fn url_rules() {
+        assert!(check_endpoint_url("t", "https://a.example/x", false).is_ok());
+        assert!(check_endpoint_url("t", "http://a.example/x", true).is_err());
+        assert!(check_endpoint_url("t", "http://127.0.0.1:9/x", false).is_err());
+        assert!(check_endpoint_url("t", "http://127.0.0.1:9/x", true).is_ok());
+        assert!(check_endpoint_url("t", "http://[::1]:9/x", true).is_ok());
+        assert!(check_endpoint_url("t", "http://localhost/x", true).is_ok());
+        assert!(check_endpoint_url("t", "http://127.0.0.1.evil.example/x", true).is_err());
+        assert!(check_endpoint_url("t", "ftp://a.example/x", true).is_err());
+        assert!(check_endpoint_url("t", "https://u:p@a.example/x", true).is_err());
+    }
+
+    #[test]
+    fn names_and_scopes() {
+        assert!(check_name("account", "alice.work-1_x").is_ok());
+        for bad in ["", "-x", ".x", "a b", "a/b", &"x".repeat(65)] {
+            assert!(check_name("account", bad).is_err(), "{bad:?}");
+        }
+        assert!(check_scope("read:all").is_ok());
+        for bad in ["", "a b", "a\"b", "a\\b", "ü"] {
+            assert!(check_scope(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn account_rules() {
+        let e = err_of(&GOOD.replace("username = \"alice\"\n", ""));
+        assert!(e.contains("needs a username"), "{e}");
+        let e = err_of(&GOOD.replace("grant = \"client_credentials\"", "grant = \"client_credentials\"\nusername = \"x\""));
+        assert!(e.contains("no username"), "{e}");
+    }
+
+    #[test]
+    fn editor_keeps_comments_and_validates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, format!("# my comment\n{GOOD}")).unwrap();
+        let mut ed = ConfigEditor::open(&path).unwrap();
+        ed.set(
+            "accounts",
+            "bob",
+            &AccountConfig {
+                provider: "dot".into(),
+                grant: Grant::Password,
+                username: Some("bob".into()),
+                scopes: vec![],
+            },
+        )
+        .unwrap();
+        let c = ed.commit().unwrap();
+        assert_eq!(c.accounts["bob"].username.as_deref(), Some("bob"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# my comment\n"), "{text}");
+        assert_eq!(Config::load(&path).unwrap(), c);
+
+        // An edit that breaks the config is refused and the file is unchanged.
+        let mut ed = ConfigEditor::open(&path).unwrap();
+        ed.remove("providers", "dot");
+        assert!(ed.commit().is_err());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    }
+
+    #[test]
+    fn editor_creates_a_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/config.toml");
+        let mut ed = ConfigEditor::open(&path).unwrap();
+        ed.set(
+            "providers",
+            "p",
+            &ProviderConfig {
+                issuer: None,
+                token_endpoint: Some("https://x.example/token".into()),
+                revocation_endpoint: None,
+                introspection_endpoint: None,
+                client_id: "c".into(),
+                client_auth: ClientAuth::None,
+                scopes: vec![],
+                allow_insecure_loopback: false,
+            },
+        )
+        .unwrap();
+        let c = ed.commit().unwrap();
+        assert_eq!(c.providers["p"].client_auth, ClientAuth::None);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+    }
+}
