@@ -1,1 +1,617 @@
-fn main() {}
+//! tokenbroker: the command-line client of tokenbrokerd.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tokenbroker_client::{
+    AccountInfo, AccountSpec, AddProviderParams, Client, ClientAuth, ClientError, Grant,
+    ProviderSpec, SecretText, SetClientSecretParams, SignInParams,
+};
+use zeroize::Zeroize;
+
+/// The exit codes, shown in `--help` and kept in step with `ErrorKind::exit_code` by a test.
+macro_rules! exit_help {
+    () => {
+        "Exit codes:
+  0  success
+  1  other failure (configuration, secret store, internal)
+  2  usage error or invalid argument
+  3  the account needs sign-in: run `tokenbroker login ACCOUNT`
+  4  denied
+  5  the authorization server failed or could not be reached
+  6  the daemon is not running or broke the protocol
+  7  the server rejected the credentials (wrong password, client secret)
+  8  no such account or provider"
+    };
+}
+
+#[cfg(test)]
+const EXIT_HELP: &str = exit_help!();
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tokenbroker",
+    version,
+    about = "Sign in once, and give apps short-lived OAuth2 access tokens",
+    after_help = concat!("Examples:
+  tokenbroker provider add corp --issuer https://id.example.com --client-id app --client-secret-stdin < secret.txt
+  tokenbroker account add me --provider corp --username alice --scope read --scope write
+  tokenbroker login me
+  curl -H \"Authorization: Bearer $(tokenbroker token me)\" https://api.example.com/
+  tokenbroker status --json
+
+", exit_help!())
+)]
+struct Cli {
+    /// The daemon's socket [default: $XDG_RUNTIME_DIR/tokenbroker/socket]
+    #[arg(long, global = true, env = "TOKENBROKER_SOCKET", value_name = "PATH")]
+    socket: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage providers (authorization servers)
+    #[command(subcommand)]
+    Provider(ProviderCmd),
+    /// Manage accounts
+    #[command(subcommand)]
+    Account(AccountCmd),
+    /// List accounts and their state (same as `account list`)
+    Accounts(JsonFlag),
+    /// Sign in to a password-grant account: the password goes to the daemon and is wiped
+    #[command(
+        after_help = "Examples:\n  tokenbroker login me\n  printf '%s\\n' \"$PW\" | tokenbroker login me --password-stdin"
+    )]
+    Login {
+        account: String,
+        /// Read the password from the first line of standard input instead of the terminal
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Print an access token for ACCOUNT (only the token, for scripts)
+    #[command(
+        after_help = "Examples:\n  tokenbroker token me\n  tokenbroker token me --scope read --min-ttl 300 --json"
+    )]
+    Token {
+        account: String,
+        /// A scope to request (repeat); default: the account's scopes
+        #[arg(long = "scope", value_name = "S")]
+        scopes: Vec<String>,
+        /// The token must stay valid at least this many seconds
+        #[arg(long, default_value_t = 0, value_name = "SECS")]
+        min_ttl: u32,
+        /// Print JSON with access_token, token_type, expires_at and scopes
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign out: revoke at the server and delete the stored tokens
+    Logout { account: String },
+    /// Show the daemon's state and every account's
+    Status(JsonFlag),
+}
+
+#[derive(Debug, Args)]
+struct JsonFlag {
+    /// Print JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum AuthArg {
+    Basic,
+    Post,
+    None,
+}
+
+impl From<AuthArg> for ClientAuth {
+    fn from(a: AuthArg) -> Self {
+        match a {
+            AuthArg::Basic => ClientAuth::ClientSecretBasic,
+            AuthArg::Post => ClientAuth::ClientSecretPost,
+            AuthArg::None => ClientAuth::None,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum ProviderCmd {
+    /// Add a provider, by issuer (discovery) or by explicit endpoints
+    #[command(
+        after_help = "Examples:\n  tokenbroker provider add corp --issuer https://id.example.com/realms/corp --client-id app --client-secret-stdin < secret\n  tokenbroker provider add legacy --token-endpoint https://as.example.com/token --revocation-endpoint https://as.example.com/revoke --client-id app --client-auth post --client-secret-stdin < secret"
+    )]
+    Add {
+        name: String,
+        /// The issuer, for RFC 8414 / OpenID Connect discovery
+        #[arg(
+            long,
+            conflicts_with = "token_endpoint",
+            required_unless_present = "token_endpoint"
+        )]
+        issuer: Option<String>,
+        /// The token endpoint, when the server publishes no metadata
+        #[arg(long)]
+        token_endpoint: Option<String>,
+        /// The revocation endpoint (RFC 7009), with --token-endpoint
+        #[arg(long, requires = "token_endpoint")]
+        revocation_endpoint: Option<String>,
+        /// The introspection endpoint (RFC 7662)
+        #[arg(long)]
+        introspection_endpoint: Option<String>,
+        #[arg(long)]
+        client_id: String,
+        /// How the broker authenticates to the token endpoint
+        #[arg(long, value_enum, default_value = "basic")]
+        client_auth: AuthArg,
+        /// Read the client secret from the first line of standard input
+        #[arg(long)]
+        client_secret_stdin: bool,
+        /// A default scope (repeat)
+        #[arg(long = "scope", value_name = "S")]
+        scopes: Vec<String>,
+        /// Allow plain http to a loopback address (for local test servers)
+        #[arg(long)]
+        allow_insecure_loopback: bool,
+    },
+    /// List providers
+    List(JsonFlag),
+    /// Remove a provider (its accounts first) and its client secret
+    Remove { name: String },
+    /// Set or replace a provider's client secret (read from standard input or the terminal)
+    SetSecret { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum AccountCmd {
+    /// Add an account: a user (password grant) or the client itself (client_credentials)
+    #[command(
+        after_help = "Examples:\n  tokenbroker account add me --provider corp --username alice --scope read\n  tokenbroker account add robot --provider corp --client-credentials --scope api"
+    )]
+    Add {
+        name: String,
+        #[arg(long)]
+        provider: String,
+        /// The user's name at the provider (password grant)
+        #[arg(
+            long,
+            conflicts_with = "client_credentials",
+            required_unless_present = "client_credentials"
+        )]
+        username: Option<String>,
+        /// Use the client_credentials grant: no user, no sign-in
+        #[arg(long)]
+        client_credentials: bool,
+        /// A scope (repeat); default: the provider's
+        #[arg(long = "scope", value_name = "S")]
+        scopes: Vec<String>,
+    },
+    /// List accounts and their state
+    List(JsonFlag),
+    /// Sign out and remove an account
+    Remove { name: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = match &e {
+                Failure::Client(c) => {
+                    eprintln!("tokenbroker: {c}");
+                    match c {
+                        ClientError::Broker(b) => b.kind.exit_code(),
+                        _ => 6,
+                    }
+                }
+                Failure::Usage(m) => {
+                    eprintln!("tokenbroker: {m}");
+                    2
+                }
+                Failure::Other(m) => {
+                    eprintln!("tokenbroker: {m}");
+                    1
+                }
+            };
+            ExitCode::from(code)
+        }
+    }
+}
+
+enum Failure {
+    Client(ClientError),
+    Usage(String),
+    Other(String),
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        Failure::Client(e)
+    }
+}
+
+fn connect(cli_socket: &Option<PathBuf>) -> Result<Client, Failure> {
+    let path = match cli_socket {
+        Some(p) => p.clone(),
+        None => tokenbroker_client::default_socket_path()?,
+    };
+    Ok(Client::connect(&path, "tokenbroker-cli")?)
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Provider(cmd) => provider(&cli.socket, cmd),
+        Command::Account(AccountCmd::Add {
+            name,
+            provider,
+            username,
+            client_credentials,
+            scopes,
+        }) => {
+            let grant = if client_credentials {
+                Grant::ClientCredentials
+            } else {
+                Grant::Password
+            };
+            let mut c = connect(&cli.socket)?;
+            let info = c.add_account(&AccountSpec {
+                name,
+                provider,
+                grant,
+                username,
+                scopes,
+            })?;
+            println!("added account {} ({})", info.name, info.state.as_str());
+            if info.grant == Grant::Password {
+                println!("sign in with: tokenbroker login {}", info.name);
+            }
+            Ok(())
+        }
+        Command::Account(AccountCmd::List(j)) | Command::Accounts(j) => {
+            let accounts = connect(&cli.socket)?.list_accounts()?;
+            print_accounts(&accounts, j.json)
+        }
+        Command::Account(AccountCmd::Remove { name }) => {
+            connect(&cli.socket)?.remove_account(&name)?;
+            println!("removed account {name}");
+            Ok(())
+        }
+        Command::Login {
+            account,
+            password_stdin,
+        } => {
+            let mut c = connect(&cli.socket)?;
+            let password = if password_stdin {
+                read_secret_line("password")?
+            } else {
+                prompt_secret(&format!("Password for account {account}: "))?
+            };
+            if password.is_empty() {
+                return Err(Failure::Usage("empty password".into()));
+            }
+            let info = c.sign_in(&SignInParams {
+                account: account.clone(),
+                password,
+            })?;
+            println!("signed in to {} ({})", info.name, info.state.as_str());
+            Ok(())
+        }
+        Command::Token {
+            account,
+            scopes,
+            min_ttl,
+            json,
+        } => {
+            let t = connect(&cli.socket)?.get_token(&account, &scopes, min_ttl)?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                let v = serde_json::json!({
+                    "access_token": t.access_token.expose(),
+                    "token_type": t.token_type,
+                    "expires_at": t.expires_at,
+                    "scopes": t.scopes,
+                });
+                let mut s = v.to_string();
+                let r = writeln!(out, "{s}");
+                s.zeroize();
+                r.map_err(|e| Failure::Other(e.to_string()))
+            } else {
+                writeln!(out, "{}", t.access_token.expose())
+                    .map_err(|e| Failure::Other(e.to_string()))
+            }
+        }
+        Command::Logout { account } => {
+            let r = connect(&cli.socket)?.sign_out(&account)?;
+            if let Some(w) = r.warning {
+                eprintln!("tokenbroker: warning: {w}");
+            }
+            println!(
+                "signed out of {account}{}",
+                if r.revoked {
+                    " (revoked at the server)"
+                } else {
+                    ""
+                }
+            );
+            Ok(())
+        }
+        Command::Status(j) => {
+            let s = connect(&cli.socket)?.status()?;
+            if j.json {
+                println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+                return Ok(());
+            }
+            println!(
+                "tokenbrokerd {} (protocol {}), pid {}, up {} s",
+                s.daemon_version, s.protocol, s.pid, s.uptime_secs
+            );
+            println!("config: {}\nsocket: {}", s.config_path, s.socket_path);
+            print_accounts(&s.accounts, false)
+        }
+    }
+}
+
+fn provider(socket: &Option<PathBuf>, cmd: ProviderCmd) -> Result<(), Failure> {
+    match cmd {
+        ProviderCmd::Add {
+            name,
+            issuer,
+            token_endpoint,
+            revocation_endpoint,
+            introspection_endpoint,
+            client_id,
+            client_auth,
+            client_secret_stdin,
+            scopes,
+            allow_insecure_loopback,
+        } => {
+            let client_auth = ClientAuth::from(client_auth);
+            if client_secret_stdin && !client_auth.needs_secret() {
+                return Err(Failure::Usage(
+                    "--client-secret-stdin makes no sense with --client-auth none".into(),
+                ));
+            }
+            let client_secret = if client_secret_stdin {
+                Some(read_secret_line("client secret")?)
+            } else {
+                None
+            };
+            let mut c = connect(socket)?;
+            let info = c.add_provider(&AddProviderParams {
+                provider: ProviderSpec {
+                    name,
+                    issuer,
+                    token_endpoint,
+                    revocation_endpoint,
+                    introspection_endpoint,
+                    client_id,
+                    client_auth,
+                    scopes,
+                    allow_insecure_loopback,
+                },
+                client_secret,
+            })?;
+            println!("added provider {}", info.spec.name);
+            if client_auth.needs_secret() && !info.has_client_secret {
+                eprintln!(
+                    "tokenbroker: note: no client secret stored yet: `tokenbroker provider set-secret {}`",
+                    info.spec.name
+                );
+            }
+            Ok(())
+        }
+        ProviderCmd::List(j) => {
+            let list = connect(socket)?.list_providers()?;
+            if j.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&list).unwrap_or_default()
+                );
+                return Ok(());
+            }
+            if list.is_empty() {
+                println!("no providers: add one with `tokenbroker provider add`");
+            }
+            for p in list {
+                let s = &p.spec;
+                let at = s
+                    .issuer
+                    .as_deref()
+                    .or(s.token_endpoint.as_deref())
+                    .unwrap_or("?");
+                println!(
+                    "{}\t{}\tclient {} ({}{})",
+                    s.name,
+                    at,
+                    s.client_id,
+                    s.client_auth.as_str(),
+                    if s.client_auth.needs_secret() && !p.has_client_secret {
+                        ", no secret"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            Ok(())
+        }
+        ProviderCmd::Remove { name } => {
+            connect(socket)?.remove_provider(&name)?;
+            println!("removed provider {name}");
+            Ok(())
+        }
+        ProviderCmd::SetSecret { name } => {
+            let mut c = connect(socket)?;
+            let secret = if std::io::stdin().is_terminal() {
+                prompt_secret(&format!("Client secret for provider {name}: "))?
+            } else {
+                read_secret_line("client secret")?
+            };
+            c.set_client_secret(&SetClientSecretParams {
+                provider: name.clone(),
+                client_secret: secret,
+            })?;
+            println!("stored the client secret of {name}");
+            Ok(())
+        }
+    }
+}
+
+fn print_accounts(accounts: &[AccountInfo], json: bool) -> Result<(), Failure> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(accounts).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    if accounts.is_empty() {
+        println!("no accounts: add one with `tokenbroker account add`");
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    for a in accounts {
+        let expiry = a
+            .expires_at
+            .map(|e| format!("token valid {} s more", e.saturating_sub(now)))
+            .unwrap_or_else(|| "-".into());
+        let who = a.username.as_deref().unwrap_or("(client)");
+        print!(
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            a.name,
+            a.provider,
+            who,
+            a.grant.as_str(),
+            a.state.as_str(),
+            expiry
+        );
+        match &a.detail {
+            Some(d) => println!("\t{d}"),
+            None => println!(),
+        }
+    }
+    Ok(())
+}
+
+/// Read the first line of standard input as a secret, without its line ending.
+fn read_secret_line(what: &str) -> Result<SecretText, Failure> {
+    // Sized up front so that reading does not reallocate and leave copies behind.
+    let mut line = String::with_capacity(8192);
+    let read = std::io::stdin().lock().read_line(&mut line);
+    if let Err(e) = read {
+        line.zeroize();
+        return Err(Failure::Other(format!(
+            "cannot read the {what} from standard input: {e}"
+        )));
+    }
+    let trimmed = line.trim_end_matches(['\n', '\r']).len();
+    line.truncate(trimmed);
+    if line.is_empty() {
+        return Err(Failure::Usage(format!("no {what} on standard input")));
+    }
+    Ok(SecretText::from(line))
+}
+
+/// Prompt on the terminal without echo.
+fn prompt_secret(prompt: &str) -> Result<SecretText, Failure> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::Usage(
+            "no terminal to ask for the secret on: pipe it in with --password-stdin (or --client-secret-stdin)".into(),
+        ));
+    }
+    rpassword::prompt_password(prompt)
+        .map(SecretText::from)
+        .map_err(|e| Failure::Other(format!("cannot read from the terminal: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use tokenbroker_client::ErrorKind;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn provider_add_needs_issuer_or_token_endpoint() {
+        assert!(
+            Cli::try_parse_from(["tokenbroker", "provider", "add", "p", "--client-id", "c"])
+                .is_err()
+        );
+        assert!(Cli::try_parse_from([
+            "tokenbroker",
+            "provider",
+            "add",
+            "p",
+            "--client-id",
+            "c",
+            "--issuer",
+            "https://x",
+            "--token-endpoint",
+            "https://y"
+        ])
+        .is_err());
+        assert!(Cli::try_parse_from([
+            "tokenbroker",
+            "provider",
+            "add",
+            "p",
+            "--client-id",
+            "c",
+            "--issuer",
+            "https://x"
+        ])
+        .is_ok());
+    }
+
+    #[test]
+    fn account_add_needs_a_grant() {
+        assert!(
+            Cli::try_parse_from(["tokenbroker", "account", "add", "a", "--provider", "p"]).is_err()
+        );
+        assert!(Cli::try_parse_from([
+            "tokenbroker",
+            "account",
+            "add",
+            "a",
+            "--provider",
+            "p",
+            "--client-credentials"
+        ])
+        .is_ok());
+        assert!(Cli::try_parse_from([
+            "tokenbroker",
+            "account",
+            "add",
+            "a",
+            "--provider",
+            "p",
+            "--client-credentials",
+            "--username",
+            "u"
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn exit_codes_in_help_match_the_client_crate() {
+        for (kind, code) in [
+            (ErrorKind::NeedsSignIn, 3),
+            (ErrorKind::Denied, 4),
+            (ErrorKind::ServerError, 5),
+            (ErrorKind::InvalidCredentials, 7),
+            (ErrorKind::NoSuchAccount, 8),
+        ] {
+            assert_eq!(kind.exit_code(), code);
+            assert!(EXIT_HELP.contains(&format!("  {code}  ")), "{code}");
+        }
+    }
+}

@@ -31,7 +31,9 @@ pub fn default_socket_path() -> Result<PathBuf, ClientError> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot find the daemon's socket: neither TOKENBROKER_SOCKET nor XDG_RUNTIME_DIR is set")]
+    #[error(
+        "cannot find the daemon's socket: neither TOKENBROKER_SOCKET nor XDG_RUNTIME_DIR is set"
+    )]
     NoSocketPath,
     #[error("the tokenbroker daemon is not running (no socket at {path}): start it with `systemctl --user start tokenbrokerd` or run `tokenbrokerd`")]
     NotRunning { path: PathBuf },
@@ -157,7 +159,7 @@ impl Client {
         let parsed: Result<Response<R>, _> = serde_json::from_slice(&reply);
         reply.zeroize();
         let resp = parsed.map_err(|e| ClientError::Protocol(format!("unparseable reply: {e}")))?;
-        if resp.id != serde_json::Value::from(id) {
+        if resp.id.as_u64() != Some(id) {
             return Err(ClientError::Protocol(format!(
                 "reply id {} does not match request id {id}",
                 resp.id
@@ -166,7 +168,9 @@ impl Client {
         match (resp.result, resp.error) {
             (_, Some(err)) => Err(ClientError::Broker(err.into())),
             (Some(r), None) => Ok(r),
-            (None, None) => Err(ClientError::Protocol("reply has neither result nor error".into())),
+            (None, None) => Err(ClientError::Protocol(
+                "reply has neither result nor error".into(),
+            )),
         }
     }
 
@@ -219,7 +223,10 @@ impl Client {
         )
     }
 
-    pub fn add_provider(&mut self, params: &AddProviderParams) -> Result<ProviderInfo, ClientError> {
+    pub fn add_provider(
+        &mut self,
+        params: &AddProviderParams,
+    ) -> Result<ProviderInfo, ClientError> {
         self.call(methods::ADD_PROVIDER, params)
     }
 
@@ -236,7 +243,10 @@ impl Client {
         )
     }
 
-    pub fn set_client_secret(&mut self, params: &SetClientSecretParams) -> Result<Done, ClientError> {
+    pub fn set_client_secret(
+        &mut self,
+        params: &SetClientSecretParams,
+    ) -> Result<Done, ClientError> {
         self.call(methods::SET_CLIENT_SECRET, params)
     }
 
@@ -256,7 +266,11 @@ impl Client {
 
 /// Read one `\n`-terminated line of at most `cap` bytes (newline included) into `buf`, without
 /// the newline. A longer line or EOF before the newline is an error.
-fn read_line_capped<R: BufRead>(r: &mut R, buf: &mut Vec<u8>, cap: usize) -> Result<(), ClientError> {
+fn read_line_capped<R: BufRead>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    cap: usize,
+) -> Result<(), ClientError> {
     loop {
         let available = r.fill_buf()?;
         if available.is_empty() {
@@ -269,7 +283,9 @@ fn read_line_capped<R: BufRead>(r: &mut R, buf: &mut Vec<u8>, cap: usize) -> Res
             None => (available, None),
         };
         if buf.len() + chunk.len() >= cap {
-            return Err(ClientError::Protocol(format!("reply longer than {cap} bytes")));
+            return Err(ClientError::Protocol(format!(
+                "reply longer than {cap} bytes"
+            )));
         }
         buf.extend_from_slice(chunk);
         let used = done.unwrap_or(chunk.len());

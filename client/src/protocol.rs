@@ -167,8 +167,20 @@ mod tests {
     fn version_encoding_round_trips() {
         for (v, s) in [
             (Version { major: 1, minor: 0 }, "1.0"),
-            (Version { major: 1, minor: 12 }, "1.12"),
-            (Version { major: 65535, minor: 7 }, "65535.7"),
+            (
+                Version {
+                    major: 1,
+                    minor: 12,
+                },
+                "1.12",
+            ),
+            (
+                Version {
+                    major: 65535,
+                    minor: 7,
+                },
+                "65535.7",
+            ),
         ] {
             assert_eq!(v.to_string(), s);
             assert_eq!(s.parse::<Version>().unwrap(), v);
@@ -180,7 +192,9 @@ mod tests {
 
     #[test]
     fn version_rejects_garbage() {
-        for s in ["", "1", "1.", ".1", "1.0.0", "a.b", "-1.0", "1.+2", "70000.0", " 1.0"] {
+        for s in [
+            "", "1", "1.", ".1", "1.0.0", "a.b", "-1.0", "1.+2", "70000.0", " 1.0",
+        ] {
             assert!(s.parse::<Version>().is_err(), "{s:?} parsed");
         }
     }
@@ -196,19 +210,24 @@ mod tests {
 
     #[test]
     fn raw_request_keeps_params_raw() {
-        let line = r#"{"jsonrpc":"2.0","id":7,"method":"SignIn","params":{"account":"a","password":"x"}}"#;
+        let line =
+            r#"{"jsonrpc":"2.0","id":7,"method":"SignIn","params":{"account":"a","password":"x"}}"#;
         let req: RawRequest = serde_json::from_str(line).unwrap();
         assert_eq!(req.method, "SignIn");
-        assert_eq!(req.params.unwrap().get(), r#"{"account":"a","password":"x"}"#);
+        assert_eq!(
+            req.params.unwrap().get(),
+            r#"{"account":"a","password":"x"}"#
+        );
     }
 
     #[test]
     fn error_kind_survives_the_wire() {
         let e = BrokerError::new(ErrorKind::NeedsSignIn, "sign in");
         let rpc = RpcError::from(&e);
-        let back: BrokerError = serde_json::from_str::<RpcError>(&serde_json::to_string(&rpc).unwrap())
-            .unwrap()
-            .into();
+        let back: BrokerError =
+            serde_json::from_str::<RpcError>(&serde_json::to_string(&rpc).unwrap())
+                .unwrap()
+                .into();
         assert_eq!(back.kind, ErrorKind::NeedsSignIn);
         assert_eq!(back.message, "sign in");
     }

@@ -197,7 +197,9 @@ pub fn check_endpoint_url(
                 Ok(url)
             }
         }
-        other => Err(format!("{what} {raw:?} has scheme {other:?}: only https is allowed")),
+        other => Err(format!(
+            "{what} {raw:?} has scheme {other:?}: only https is allowed"
+        )),
     }
 }
 
@@ -271,7 +273,11 @@ impl Config {
             ));
         }
         let h = &config.http;
-        if h.timeout_secs == 0 || h.connect_timeout_secs == 0 || h.timeout_secs > 600 || h.retries > 10 {
+        if h.timeout_secs == 0
+            || h.connect_timeout_secs == 0
+            || h.timeout_secs > 600
+            || h.retries > 10
+        {
             return Err(at(
                 locate.line(&["http"]),
                 "http: timeouts must be 1 to 600 seconds and retries at most 10".into(),
@@ -295,10 +301,14 @@ impl Config {
             let provider = config.providers.get(&a.provider).ok_or_else(|| {
                 at(
                     key("provider"),
-                    format!("account {name:?} names provider {:?}, which is not configured", a.provider),
+                    format!(
+                        "account {name:?} names provider {:?}, which is not configured",
+                        a.provider
+                    ),
                 )
             })?;
-            a.validate(name, provider).map_err(|(field, m)| at(key(field), m))?;
+            a.validate(name, provider)
+                .map_err(|(field, m)| at(key(field), m))?;
         }
         Ok(config)
     }
@@ -320,12 +330,12 @@ impl ProviderConfig {
     /// Field-level checks; the error names the offending field.
     pub fn validate(&self, name: &str) -> std::result::Result<(), (&'static str, String)> {
         match (&self.issuer, &self.token_endpoint) {
-            (Some(_), Some(_)) => {
-                return Err((
-                    "token_endpoint",
-                    format!("provider {name:?}: give either issuer (discovery) or token_endpoint, not both"),
-                ))
-            }
+            (Some(_), Some(_)) => return Err((
+                "token_endpoint",
+                format!(
+                    "provider {name:?}: give either issuer (discovery) or token_endpoint, not both"
+                ),
+            )),
             (None, None) => {
                 return Err((
                     "client_id",
@@ -346,7 +356,10 @@ impl ProviderConfig {
             }
         }
         if self.client_id.trim().is_empty() || self.client_id.len() > 512 {
-            return Err(("client_id", format!("provider {name:?}: client_id must be 1 to 512 characters")));
+            return Err((
+                "client_id",
+                format!("provider {name:?}: client_id must be 1 to 512 characters"),
+            ));
         }
         for s in &self.scopes {
             check_scope(s).map_err(|m| ("scopes", format!("provider {name:?}: {m}")))?;
@@ -429,8 +442,12 @@ impl<'a> SpanFinder<'a> {
         let mut item: &toml_edit::Item = doc.as_item();
         let mut best = 1;
         for key in path {
-            let Some(table) = item.as_table_like() else { break };
-            let Some((k, next)) = table.get_key_value(key) else { break };
+            let Some(table) = item.as_table_like() else {
+                break;
+            };
+            let Some((k, next)) = table.get_key_value(key) else {
+                break;
+            };
             if let Some(span) = k.span().or_else(|| next.span()) {
                 best = line_of_offset(self.text, span.start);
             }
@@ -451,7 +468,9 @@ impl ConfigEditor {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                format!("# tokenbroker configuration: see docs/CONFIG.md\nversion = {CONFIG_VERSION}\n")
+                format!(
+                    "# tokenbroker configuration: see docs/CONFIG.md\nversion = {CONFIG_VERSION}\n"
+                )
             }
             Err(e) => {
                 return Err(Error::ConfigFile {
@@ -460,10 +479,12 @@ impl ConfigEditor {
                 })
             }
         };
-        let doc = text.parse::<toml_edit::DocumentMut>().map_err(|e| Error::ConfigFile {
-            path: path.to_owned(),
-            message: format!("cannot edit: {e}"),
-        })?;
+        let doc = text
+            .parse::<toml_edit::DocumentMut>()
+            .map_err(|e| Error::ConfigFile {
+                path: path.to_owned(),
+                message: format!("cannot edit: {e}"),
+            })?;
         Ok(Self {
             path: path.to_owned(),
             doc,
@@ -471,14 +492,11 @@ impl ConfigEditor {
     }
 
     fn section(&mut self, key: &str) -> &mut toml_edit::Table {
-        let item = self
-            .doc
-            .entry(key)
-            .or_insert_with(|| {
-                let mut t = toml_edit::Table::new();
-                t.set_implicit(true);
-                toml_edit::Item::Table(t)
-            });
+        let item = self.doc.entry(key).or_insert_with(|| {
+            let mut t = toml_edit::Table::new();
+            t.set_implicit(true);
+            toml_edit::Item::Table(t)
+        });
         if !item.is_table() {
             *item = toml_edit::Item::Table(toml_edit::Table::new());
         }
@@ -529,7 +547,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         path: path.to_owned(),
         source,
     };
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     create_private_dir(dir).map_err(err)?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".config.toml.")
@@ -538,7 +559,9 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777).unwrap_or(0o600);
+        let mode = std::fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0o600);
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode)).map_err(err)?;
     }
     tmp.write_all(bytes).map_err(err)?;
@@ -607,14 +630,23 @@ grant = "client_credentials"
         assert_eq!(c.providers.len(), 2);
         assert_eq!(c.accounts["alice"].grant, Grant::Password);
         assert_eq!(c.providers["dot"].client_auth, ClientAuth::ClientSecretPost);
-        assert_eq!(c.providers["corp"].client_auth, ClientAuth::ClientSecretBasic);
+        assert_eq!(
+            c.providers["corp"].client_auth,
+            ClientAuth::ClientSecretBasic
+        );
         let robot = &c.accounts["robot"];
-        assert_eq!(robot.default_scopes(&c.providers["corp"]), ["openid", "email"]);
+        assert_eq!(
+            robot.default_scopes(&c.providers["corp"]),
+            ["openid", "email"]
+        );
     }
 
     #[test]
     fn unknown_field_is_refused_with_its_line() {
-        let text = GOOD.replace("client_id = \"app\"", "client_id = \"app\"\ncolour = \"blue\"");
+        let text = GOOD.replace(
+            "client_id = \"app\"",
+            "client_id = \"app\"\ncolour = \"blue\"",
+        );
         let e = err_of(&text);
         assert!(e.starts_with("config.toml:14:"), "{e}");
         assert!(e.contains("colour"), "{e}");
@@ -622,11 +654,17 @@ grant = "client_credentials"
 
     #[test]
     fn a_secret_in_the_config_is_refused_with_advice() {
-        let text = GOOD.replace("client_id = \"tb\"", "client_id = \"tb\"\nclient_secret = \"s3cret\"");
+        let text = GOOD.replace(
+            "client_id = \"tb\"",
+            "client_id = \"tb\"\nclient_secret = \"s3cret\"",
+        );
         let e = err_of(&text);
         assert!(e.starts_with("config.toml:7:"), "{e}");
         assert!(e.contains("--client-secret-stdin"), "{e}");
-        assert!(!e.contains("s3cret"), "the error must not echo the secret: {e}");
+        assert!(
+            !e.contains("s3cret"),
+            "the error must not echo the secret: {e}"
+        );
     }
 
     #[test]
@@ -679,7 +717,10 @@ grant = "client_credentials"
     fn account_rules() {
         let e = err_of(&GOOD.replace("username = \"alice\"\n", ""));
         assert!(e.contains("needs a username"), "{e}");
-        let e = err_of(&GOOD.replace("grant = \"client_credentials\"", "grant = \"client_credentials\"\nusername = \"x\""));
+        let e = err_of(&GOOD.replace(
+            "grant = \"client_credentials\"",
+            "grant = \"client_credentials\"\nusername = \"x\"",
+        ));
         assert!(e.contains("no username"), "{e}");
     }
 

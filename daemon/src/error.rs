@@ -52,7 +52,3 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-pub(crate) fn invalid(message: impl Into<String>) -> Error {
-    Error::broker(ErrorKind::InvalidArgument, message)
-}

@@ -1,0 +1,449 @@
+//! The local socket: newline-delimited JSON-RPC 2.0.
+//!
+//! Threat model of the check below: in user mode the socket lives in a 0700 folder and is itself
+//! 0600, so only the owner's processes can reach it; the kernel's peer credentials (SO_PEERCRED)
+//! are read on every connection anyway and any other uid is refused, so that a mistake in the
+//! folder's permissions (or a root-created socket) does not open the broker to other users. A
+//! connection whose credentials cannot be read is refused. The pid is resolved to an executable
+//! for the audit log (and, with the policy work, for authorization).
+//!
+//! Robustness: a line is at most [`MAX_LINE`] bytes; a longer one, a line that is not a JSON-RPC
+//! request, or a first request that is not `Hello`, gets a JSON-RPC error and closes that
+//! connection only. A connection idle longer than the read timeout is closed. The number of
+//! connections is capped; the one over the cap gets a `busy` error.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokenbroker_client::protocol::{codes, methods, RawRequest, Response, RpcError, RpcErrorData};
+use tokenbroker_client::types::*;
+use tokenbroker_client::{BrokerError, ErrorKind, MAX_LINE, PROTOCOL_VERSION};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
+use zeroize::Zeroize;
+
+use crate::broker::Broker;
+use crate::caller::{current_uid, exe_of, Caller};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct SocketOptions {
+    pub max_connections: usize,
+    /// How long a connection may wait between requests, and how long one request may take to
+    /// arrive.
+    pub read_timeout: Duration,
+}
+
+impl Default for SocketOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 128,
+            read_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Create the socket's folder (0700) and bind the socket (0600). A live daemon on the same path
+/// is an error; a stale socket file is replaced.
+pub fn bind(path: &Path) -> Result<UnixListener> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let fail = |message: String| Error::Socket {
+        path: path.to_owned(),
+        message,
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .ok_or_else(|| fail("the socket path has no folder".into()))?;
+    crate::config::create_private_dir(dir)
+        .map_err(|e| fail(format!("cannot create its folder: {e}")))?;
+    let meta =
+        std::fs::metadata(dir).map_err(|e| fail(format!("cannot inspect its folder: {e}")))?;
+    if meta.uid() != current_uid() {
+        return Err(fail(format!(
+            "its folder {} belongs to uid {}, not to this user",
+            dir.display(),
+            meta.uid()
+        )));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| fail(format!("cannot make its folder private: {e}")))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(fail("another tokenbrokerd is already serving it".into()));
+        }
+        std::fs::remove_file(path)
+            .map_err(|e| fail(format!("cannot remove the stale socket: {e}")))?;
+    }
+    let listener = UnixListener::bind(path).map_err(|e| fail(format!("cannot bind: {e}")))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| fail(format!("cannot set its permissions: {e}")))?;
+    Ok(listener)
+}
+
+/// Serve until the task is dropped.
+pub async fn serve(listener: UnixListener, broker: Broker, opts: SocketOptions) {
+    let slots = Arc::new(Semaphore::new(opts.max_connections));
+    let opts = Arc::new(opts);
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tokio::spawn(refuse(
+                stream,
+                BrokerError::new(
+                    ErrorKind::Busy,
+                    "the daemon is at its connection limit: try again shortly",
+                ),
+            ));
+            continue;
+        };
+        let (broker, opts) = (broker.clone(), opts.clone());
+        tokio::spawn(async move {
+            connection(stream, broker, &opts).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn refuse(mut stream: UnixStream, e: BrokerError) {
+    let line = error_line(serde_json::Value::Null, RpcError::from(&e));
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&line)).await;
+}
+
+/// Identify the peer by the kernel. None when its credentials cannot be read.
+fn identify(stream: &UnixStream) -> Option<Caller> {
+    let cred = stream.peer_cred().ok()?;
+    let pid = cred.pid();
+    Some(Caller {
+        uid: cred.uid(),
+        gid: cred.gid(),
+        pid,
+        exe: pid.and_then(exe_of),
+        transport: "socket",
+        client_hint: None,
+    })
+}
+
+async fn connection(stream: UnixStream, broker: Broker, opts: &SocketOptions) {
+    let Some(mut caller) = identify(&stream) else {
+        tracing::warn!("refused a connection whose peer credentials cannot be read");
+        return refuse(
+            stream,
+            BrokerError::new(ErrorKind::Denied, "cannot identify the caller"),
+        )
+        .await;
+    };
+    if caller.uid != current_uid() {
+        tracing::warn!(
+            target: "tokenbroker::audit",
+            decision = "deny",
+            uid = caller.uid,
+            pid = caller.pid,
+            exe = %caller.exe_display(),
+            "refused a connection from another user"
+        );
+        return refuse(
+            stream,
+            BrokerError::new(
+                ErrorKind::Denied,
+                "this tokenbrokerd serves only its own user",
+            ),
+        )
+        .await;
+    }
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::with_capacity(8192, read);
+    let mut line: Vec<u8> = Vec::with_capacity(1024);
+    let mut greeted = false;
+    loop {
+        line.zeroize();
+        line.clear();
+        let read = tokio::time::timeout(opts.read_timeout, read_line(&mut reader, &mut line)).await;
+        let outcome = match read {
+            Err(_) => {
+                tracing::debug!(pid = caller.pid, "connection idle past the read timeout");
+                break;
+            }
+            Ok(Err(LineError::Eof)) => break,
+            Ok(Err(LineError::Io(e))) => {
+                tracing::debug!(error = %e, "read failed");
+                break;
+            }
+            Ok(Err(LineError::TooLong)) => Err(rpc_error(
+                codes::INVALID_REQUEST,
+                format!("request line longer than {MAX_LINE} bytes"),
+            )),
+            Ok(Ok(())) => Ok(()),
+        };
+        let (reply, keep_open) = match outcome {
+            Err(e) => (error_line(serde_json::Value::Null, e), false),
+            Ok(()) => handle(&line, &broker, &mut caller, &mut greeted).await,
+        };
+        line.zeroize();
+        let mut reply = reply;
+        let written = write.write_all(&reply).await;
+        reply.zeroize();
+        if written.is_err() || !keep_open {
+            break;
+        }
+    }
+    line.zeroize();
+}
+
+enum LineError {
+    Eof,
+    TooLong,
+    Io(std::io::Error),
+}
+
+/// Read one line (without its newline) of at most MAX_LINE bytes, newline included.
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+) -> Result<(), LineError> {
+    loop {
+        let available = r.fill_buf().await.map_err(LineError::Io)?;
+        if available.is_empty() {
+            return Err(LineError::Eof);
+        }
+        let (chunk, done) = match available.iter().position(|b| *b == b'\n') {
+            Some(i) => (&available[..i], true),
+            None => (available, false),
+        };
+        if buf.len() + chunk.len() + usize::from(done) > MAX_LINE {
+            return Err(LineError::TooLong);
+        }
+        if buf.capacity() - buf.len() < chunk.len() {
+            // Grow into a fresh buffer and wipe the old one: a request line may hold a password.
+            let mut bigger = Vec::with_capacity((buf.len() + chunk.len()).max(buf.capacity() * 2));
+            bigger.extend_from_slice(buf);
+            buf.zeroize();
+            *buf = bigger;
+        }
+        buf.extend_from_slice(chunk);
+        let used = chunk.len() + usize::from(done);
+        r.consume(used);
+        if done {
+            return Ok(());
+        }
+    }
+}
+
+fn rpc_error(code: i64, message: impl Into<String>) -> RpcError {
+    let kind = ErrorKind::from_rpc_code(code);
+    RpcError {
+        code,
+        message: message.into(),
+        data: Some(RpcErrorData { kind }),
+    }
+}
+
+fn error_line(id: serde_json::Value, error: RpcError) -> Vec<u8> {
+    let resp: Response<()> = Response {
+        jsonrpc: "2.0".into(),
+        id,
+        result: None,
+        error: Some(error),
+    };
+    let mut v = serde_json::to_vec(&resp).unwrap_or_else(|_| b"{}".to_vec());
+    v.push(b'\n');
+    v
+}
+
+fn result_line<R: Serialize>(id: serde_json::Value, result: R) -> Vec<u8> {
+    let resp = Response {
+        jsonrpc: "2.0".into(),
+        id: id.clone(),
+        result: Some(result),
+        error: None,
+    };
+    match serde_json::to_vec(&resp) {
+        Ok(mut v) => {
+            v.push(b'\n');
+            v
+        }
+        Err(e) => error_line(
+            id,
+            rpc_error(
+                codes::INTERNAL_ERROR,
+                format!("cannot encode the reply: {e}"),
+            ),
+        ),
+    }
+}
+
+fn params<P: DeserializeOwned>(raw: Option<&serde_json::value::RawValue>) -> Result<P, RpcError> {
+    let text = raw.map(|r| r.get()).unwrap_or("{}");
+    serde_json::from_str(text).map_err(|e| {
+        // serde's message names the field, never a value of ours.
+        rpc_error(codes::INVALID_PARAMS, format!("invalid params: {e}"))
+    })
+}
+
+/// Handle one request line. Returns the reply line and whether to keep the connection open.
+async fn handle(
+    line: &[u8],
+    broker: &Broker,
+    caller: &mut Caller,
+    greeted: &mut bool,
+) -> (Vec<u8>, bool) {
+    let req: RawRequest = match serde_json::from_slice(line) {
+        Ok(r) => r,
+        Err(e) => {
+            let code = if e.is_data() {
+                codes::INVALID_REQUEST
+            } else {
+                codes::PARSE_ERROR
+            };
+            return (
+                error_line(
+                    serde_json::Value::Null,
+                    rpc_error(code, format!("malformed request: {e}")),
+                ),
+                false,
+            );
+        }
+    };
+    let id = match &req.id {
+        Some(id @ (serde_json::Value::Number(_) | serde_json::Value::String(_))) => id.clone(),
+        _ => {
+            return (
+                error_line(
+                    serde_json::Value::Null,
+                    rpc_error(
+                        codes::INVALID_REQUEST,
+                        "a request needs a number or string id",
+                    ),
+                ),
+                false,
+            )
+        }
+    };
+    if req.jsonrpc != "2.0" {
+        return (
+            error_line(
+                id,
+                rpc_error(codes::INVALID_REQUEST, "jsonrpc must be \"2.0\""),
+            ),
+            false,
+        );
+    }
+    if !*greeted && req.method != methods::HELLO {
+        return (
+            error_line(
+                id,
+                rpc_error(codes::INVALID_REQUEST, "the first request must be Hello"),
+            ),
+            false,
+        );
+    }
+    match dispatch(req.method, req.params, broker, caller, greeted).await {
+        Ok(reply) => (reply(id), true),
+        Err(Failure::Rpc(e)) => (error_line(id, e), true),
+        Err(Failure::Broker(e)) => (error_line(id, RpcError::from(&e)), true),
+        Err(Failure::Close(e)) => (error_line(id, e), false),
+    }
+}
+
+enum Failure {
+    Rpc(RpcError),
+    Broker(BrokerError),
+    /// Reply, then close the connection.
+    Close(RpcError),
+}
+
+impl From<RpcError> for Failure {
+    fn from(e: RpcError) -> Self {
+        Failure::Rpc(e)
+    }
+}
+
+impl From<BrokerError> for Failure {
+    fn from(e: BrokerError) -> Self {
+        Failure::Broker(e)
+    }
+}
+
+type Reply = Box<dyn FnOnce(serde_json::Value) -> Vec<u8> + Send>;
+
+fn ok<R: Serialize + Send + 'static>(r: R) -> std::result::Result<Reply, Failure> {
+    Ok(Box::new(move |id| result_line(id, r)))
+}
+
+async fn dispatch(
+    method: &str,
+    raw: Option<&serde_json::value::RawValue>,
+    broker: &Broker,
+    caller: &mut Caller,
+    greeted: &mut bool,
+) -> std::result::Result<Reply, Failure> {
+    match method {
+        methods::HELLO => {
+            let p: HelloParams = params(raw).map_err(Failure::Close)?;
+            if !p.protocol.compatible_with(PROTOCOL_VERSION) {
+                return Err(Failure::Close(RpcError::from(&BrokerError::new(
+                    ErrorKind::Protocol,
+                    format!(
+                        "this daemon speaks protocol {PROTOCOL_VERSION}, the client {}: upgrade the older one",
+                        p.protocol
+                    ),
+                ))));
+            }
+            caller.client_hint = p
+                .client
+                .map(|c| c.chars().filter(|c| !c.is_control()).take(64).collect());
+            *greeted = true;
+            ok(HelloReply {
+                protocol: PROTOCOL_VERSION,
+                daemon_version: env!("CARGO_PKG_VERSION").into(),
+            })
+        }
+        methods::GET_TOKEN => ok(broker.get_token(caller, params(raw)?).await?),
+        methods::LIST_ACCOUNTS => ok(broker.list_accounts()),
+        methods::STATUS => ok(broker.status()),
+        methods::SIGN_IN => {
+            let p: SignInParams = params(raw)?;
+            ok(broker.sign_in(caller, &p.account, p.password).await?)
+        }
+        methods::SIGN_OUT => {
+            let p: AccountParams = params(raw)?;
+            ok(broker.sign_out(caller, &p.account).await?)
+        }
+        methods::ADD_PROVIDER => ok(broker.add_provider(caller, params(raw)?).await?),
+        methods::LIST_PROVIDERS => ok(broker.list_providers()),
+        methods::REMOVE_PROVIDER => {
+            let p: NameParams = params(raw)?;
+            ok(broker.remove_provider(caller, &p.name).await?)
+        }
+        methods::SET_CLIENT_SECRET => ok(broker.set_client_secret(caller, params(raw)?).await?),
+        methods::ADD_ACCOUNT => ok(broker.add_account(caller, params(raw)?).await?),
+        methods::REMOVE_ACCOUNT => {
+            let p: NameParams = params(raw)?;
+            ok(broker.remove_account(caller, &p.name).await?)
+        }
+        other => Err(Failure::Rpc(rpc_error(
+            codes::METHOD_NOT_FOUND,
+            format!("no method {:?}", other.chars().take(64).collect::<String>()),
+        ))),
+    }
+}
+
+/// The default socket path: `$XDG_RUNTIME_DIR/tokenbroker/socket`.
+pub fn default_path() -> Option<PathBuf> {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|d| !d.is_empty())
+        .map(|d| PathBuf::from(d).join("tokenbroker").join("socket"))
+}
