@@ -55,7 +55,7 @@ pub fn client_basic_auth(client_id: &str, client_secret: &str) -> String {
 }
 
 /// A child process that is stopped and reaped on drop, with stdout/stderr in files.
-struct Peer {
+pub(crate) struct Peer {
     name: &'static str,
     child: Option<Child>,
     stdout: PathBuf,
@@ -65,7 +65,7 @@ struct Peer {
 impl Peer {
     /// Spawns `cmd` with stdout and stderr sent to `<dir>/<name>.stdout|stderr`.
     /// With `stdin`, the bytes are written to the child's stdin, which is then closed.
-    fn spawn(
+    pub(crate) fn spawn(
         name: &'static str,
         dir: &Path,
         cmd: &mut Command,
@@ -102,12 +102,12 @@ impl Peer {
     }
 
     /// Last part of the captured stderr, for error messages.
-    fn stderr_tail(&self) -> String {
+    pub(crate) fn stderr_tail(&self) -> String {
         file_tail(&self.stderr, 4000)
     }
 
     /// Err if the process has exited.
-    fn check_running(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn check_running(&mut self) -> anyhow::Result<()> {
         let name = self.name;
         let Some(child) = self.child.as_mut() else {
             bail!("{name} was stopped")
@@ -122,7 +122,7 @@ impl Peer {
     }
 
     /// Polls `ready` until it returns Some, the process exits, or `timeout` passes.
-    fn wait_for<T>(
+    pub(crate) fn wait_for<T>(
         &mut self,
         what: &str,
         timeout: Duration,
@@ -152,7 +152,7 @@ impl Peer {
     }
 
     /// SIGTERM, wait up to 3 s, then SIGKILL; always reaps. Idempotent.
-    fn stop(&mut self) -> Option<std::process::ExitStatus> {
+    pub(crate) fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
         if let Ok(Some(status)) = child.try_wait() {
             return Some(status);

@@ -1,0 +1,162 @@
+//! The broker under test: `tokenbrokerd` started against a real Secret Service, and the
+//! `tokenbroker` CLI run against it. Every daemon started here is stopped on Drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tempfile::TempDir;
+use tokenbroker_client::Client;
+
+use crate::peers::{Peer, SecretService};
+
+/// A binary built by this workspace, next to the test executable's `deps/` folder.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe
+        .parent()
+        .and_then(|d| if d.ends_with("deps") { d.parent() } else { Some(d) })
+        .expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run the tests with `cargo test --workspace` (which builds every binary)",
+        path.display()
+    );
+    path
+}
+
+pub struct Daemon {
+    peer: Option<Peer>,
+    env: Vec<(String, String)>,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    pub state_dir: PathBuf,
+    pub dir: TempDir,
+    runs: u32,
+}
+
+impl Daemon {
+    /// Start a daemon whose keychain is `ss`, with an empty config (or `config_text`).
+    pub fn start(ss: &SecretService, config_text: Option<&str>) -> anyhow::Result<Daemon> {
+        let dir = tempfile::tempdir()?;
+        let config_home = dir.path().join("config");
+        let state_dir = dir.path().join("state");
+        std::fs::create_dir_all(config_home.join("tokenbroker"))?;
+        std::fs::create_dir_all(&state_dir)?;
+        let config = config_home.join("tokenbroker").join("config.toml");
+        if let Some(text) = config_text {
+            std::fs::write(&config, text)?;
+        }
+        let mut env = ss.env();
+        env.push(("XDG_CONFIG_HOME".into(), config_home.display().to_string()));
+        env.push(("XDG_STATE_HOME".into(), state_dir.display().to_string()));
+        env.push(("NO_PROXY".into(), "127.0.0.1,localhost".into()));
+        env.push(("TOKENBROKER_LOG".into(), "debug,hyper=info,reqwest=info,zbus=info".into()));
+        let socket = ss.runtime_dir().join("tokenbroker").join("socket");
+        let mut d = Daemon {
+            peer: None,
+            env,
+            socket,
+            config,
+            state_dir,
+            dir,
+            runs: 0,
+        };
+        d.launch()?;
+        Ok(d)
+    }
+
+    fn launch(&mut self) -> anyhow::Result<()> {
+        self.runs += 1;
+        let mut cmd = Command::new(bin("tokenbrokerd"));
+        cmd.env_remove("TOKENBROKER_SOCKET").env_remove("TOKENBROKER_CONFIG");
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        let name: &'static str = if self.runs == 1 { "tokenbrokerd" } else { "tokenbrokerd-restarted" };
+        let mut peer = Peer::spawn(name, self.dir.path(), &mut cmd, None)?;
+        let socket = self.socket.clone();
+        peer.wait_for("socket accepting", Duration::from_secs(20), |_| {
+            Ok(Client::connect(&socket, "e2e").ok().map(|_| ()))
+        })?;
+        self.peer = Some(peer);
+        Ok(())
+    }
+
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        self.peer.take().and_then(|mut p| p.stop())
+    }
+
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        self.launch()
+    }
+
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
+    /// Everything the daemon logged so far, over all its runs.
+    pub fn log(&self) -> String {
+        let mut out = String::new();
+        for name in ["tokenbrokerd", "tokenbrokerd-restarted"] {
+            let p = self.dir.path().join(format!("{name}.stderr"));
+            out.push_str(&std::fs::read_to_string(p).unwrap_or_default());
+        }
+        out
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(&self.socket, "e2e").expect("connect to the daemon")
+    }
+
+    /// Run the CLI with `args`, optionally feeding `stdin`.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        run_cli(&self.socket, self.env(), args, stdin)
+    }
+
+    /// Run the CLI and require success; returns stdout.
+    pub fn cli_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.cli(args, stdin);
+        assert!(
+            out.status.success(),
+            "tokenbroker {args:?} failed ({}): {}\n--- daemon log ---\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            tail(&self.log(), 4000)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn run_cli(socket: &Path, env: &[(String, String)], args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut cmd = Command::new(bin("tokenbroker"));
+    cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("TOKENBROKER_SOCKET", socket)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().context("spawn tokenbroker").expect("spawn tokenbroker");
+    if let Some(s) = stdin {
+        let mut pipe = child.stdin.take().expect("piped stdin");
+        pipe.write_all(s.as_bytes()).expect("write stdin");
+    }
+    child.wait_with_output().expect("wait for tokenbroker")
+}
+
+pub fn tail(s: &str, max: usize) -> &str {
+    let start = s.len().saturating_sub(max);
+    let mut i = start;
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    &s[i..]
+}
