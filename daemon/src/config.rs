@@ -330,12 +330,14 @@ impl ProviderConfig {
     /// Field-level checks; the error names the offending field.
     pub fn validate(&self, name: &str) -> std::result::Result<(), (&'static str, String)> {
         match (&self.issuer, &self.token_endpoint) {
-            (Some(_), Some(_)) => return Err((
-                "token_endpoint",
-                format!(
+            (Some(_), Some(_)) => {
+                return Err((
+                    "token_endpoint",
+                    format!(
                     "provider {name:?}: give either issuer (discovery) or token_endpoint, not both"
                 ),
-            )),
+                ))
+            }
             (None, None) => {
                 return Err((
                     "client_id",

@@ -143,10 +143,10 @@ pub fn encode_form(fields: &[(&str, Field<'_>)]) -> Zeroizing<Vec<u8>> {
 pub fn basic_auth_value(client_id: &str, secret: &SecretText) -> Zeroizing<Vec<u8>> {
     let mut pair = encode_pair_for_basic(client_id, secret.expose());
     let b64 = base64::engine::general_purpose::STANDARD;
-    let mut out = Zeroizing::new(Vec::with_capacity(6 + (pair.len() + 2) / 3 * 4));
+    let mut out = Zeroizing::new(Vec::with_capacity(6 + pair.len().div_ceil(3) * 4));
     out.extend_from_slice(b"Basic ");
     let start = out.len();
-    out.resize(start + (pair.len() + 2) / 3 * 4, 0);
+    out.resize(start + pair.len().div_ceil(3) * 4, 0);
     let written = b64.encode_slice(&pair[..], &mut out[start..]).unwrap_or(0);
     out.truncate(start + written);
     zeroize::Zeroize::zeroize(&mut pair);

@@ -16,7 +16,13 @@ pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let dir = exe
         .parent()
-        .and_then(|d| if d.ends_with("deps") { d.parent() } else { Some(d) })
+        .and_then(|d| {
+            if d.ends_with("deps") {
+                d.parent()
+            } else {
+                Some(d)
+            }
+        })
         .expect("target dir");
     let path = dir.join(name);
     assert!(
@@ -53,7 +59,10 @@ impl Daemon {
         env.push(("XDG_CONFIG_HOME".into(), config_home.display().to_string()));
         env.push(("XDG_STATE_HOME".into(), state_dir.display().to_string()));
         env.push(("NO_PROXY".into(), "127.0.0.1,localhost".into()));
-        env.push(("TOKENBROKER_LOG".into(), "debug,hyper=info,reqwest=info,zbus=info".into()));
+        env.push((
+            "TOKENBROKER_LOG".into(),
+            "debug,hyper=info,reqwest=info,zbus=info".into(),
+        ));
         let socket = ss.runtime_dir().join("tokenbroker").join("socket");
         let mut d = Daemon {
             peer: None,
@@ -71,9 +80,14 @@ impl Daemon {
     fn launch(&mut self) -> anyhow::Result<()> {
         self.runs += 1;
         let mut cmd = Command::new(bin("tokenbrokerd"));
-        cmd.env_remove("TOKENBROKER_SOCKET").env_remove("TOKENBROKER_CONFIG");
+        cmd.env_remove("TOKENBROKER_SOCKET")
+            .env_remove("TOKENBROKER_CONFIG");
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
-        let name: &'static str = if self.runs == 1 { "tokenbrokerd" } else { "tokenbrokerd-restarted" };
+        let name: &'static str = if self.runs == 1 {
+            "tokenbrokerd"
+        } else {
+            "tokenbrokerd-restarted"
+        };
         let mut peer = Peer::spawn(name, self.dir.path(), &mut cmd, None)?;
         let socket = self.socket.clone();
         peer.wait_for("socket accepting", Duration::from_secs(20), |_| {
@@ -135,16 +149,28 @@ impl Drop for Daemon {
     }
 }
 
-pub fn run_cli(socket: &Path, env: &[(String, String)], args: &[&str], stdin: Option<&str>) -> Output {
+pub fn run_cli(
+    socket: &Path,
+    env: &[(String, String)],
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Output {
     use std::io::Write;
     let mut cmd = Command::new(bin("tokenbroker"));
     cmd.args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .env("TOKENBROKER_SOCKET", socket)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn().context("spawn tokenbroker").expect("spawn tokenbroker");
+    let mut child = cmd
+        .spawn()
+        .context("spawn tokenbroker")
+        .expect("spawn tokenbroker");
     if let Some(s) = stdin {
         let mut pipe = child.stdin.take().expect("piped stdin");
         pipe.write_all(s.as_bytes()).expect("write stdin");

@@ -1,4 +1,5 @@
 //! End-to-end test support for tokenbroker.
 
-pub mod peers;
 pub mod daemon;
+pub mod fake;
+pub mod peers;

@@ -30,19 +30,42 @@ fn setup(lifetime: u64) -> Setup {
 fn add_password_account(s: &Setup, scopes: &[&str]) {
     let issuer = s.server.issuer();
     let mut args = vec![
-        "provider", "add", "dot", "--issuer", &issuer, "--client-id", PASSWORD_CLIENT_ID,
-        "--client-auth", "basic", "--client-secret-stdin", "--allow-insecure-loopback",
+        "provider",
+        "add",
+        "dot",
+        "--issuer",
+        &issuer,
+        "--client-id",
+        PASSWORD_CLIENT_ID,
+        "--client-auth",
+        "basic",
+        "--client-secret-stdin",
+        "--allow-insecure-loopback",
     ];
     for sc in scopes {
         args.extend(["--scope", sc]);
     }
-    s.daemon.cli_ok(&args, Some(&format!("{PASSWORD_CLIENT_SECRET}\n")));
     s.daemon
-        .cli_ok(&["account", "add", "me", "--provider", "dot", "--username", ALICE_USERNAME], None);
+        .cli_ok(&args, Some(&format!("{PASSWORD_CLIENT_SECRET}\n")));
+    s.daemon.cli_ok(
+        &[
+            "account",
+            "add",
+            "me",
+            "--provider",
+            "dot",
+            "--username",
+            ALICE_USERNAME,
+        ],
+        None,
+    );
 }
 
 fn login(s: &Setup, password: &str) -> std::process::Output {
-    s.daemon.cli(&["login", "me", "--password-stdin"], Some(&format!("{password}\n")))
+    s.daemon.cli(
+        &["login", "me", "--password-stdin"],
+        Some(&format!("{password}\n")),
+    )
 }
 
 fn token(s: &Setup, extra: &[&str]) -> String {
@@ -80,7 +103,9 @@ fn all_text_under(dir: &std::path::Path) -> String {
     let mut stack = vec![dir.to_path_buf()];
     let mut seen = 0;
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             seen += 1;
             assert!(seen < 10_000, "too many files under {}", dir.display());
@@ -103,7 +128,11 @@ fn password_account_lifecycle() {
 
     // Sign in: one password grant, a refresh token in the keychain.
     let out = login(&s, ALICE_PASSWORD);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(counter(&s, "password"), 1);
     let rt1 = stored_refresh_token(&s).expect("refresh token stored after login");
 
@@ -120,7 +149,8 @@ fn password_account_lifecycle() {
     assert_eq!(counter(&s, "refresh_token"), 0);
 
     // --json adds type, expiry and scopes.
-    let j: Value = serde_json::from_str(&s.daemon.cli_ok(&["token", "me", "--json"], None)).unwrap();
+    let j: Value =
+        serde_json::from_str(&s.daemon.cli_ok(&["token", "me", "--json"], None)).unwrap();
     assert_eq!(j["access_token"], at1.as_str());
     assert_eq!(j["token_type"].as_str().unwrap().to_lowercase(), "bearer");
     assert!(j["expires_at"].as_u64().unwrap() > 0);
@@ -150,7 +180,12 @@ fn password_account_lifecycle() {
 
     // An excessive min_ttl is a clear error, not a token that breaks its promise.
     let out = s.daemon.cli(&["token", "me", "--min-ttl", "99999"], None);
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Sign out: revoked at the server, the keychain entry gone, sign-in needed.
     let last_rt = stored_refresh_token(&s).expect("refresh token before logout");
@@ -160,7 +195,12 @@ fn password_account_lifecycle() {
     assert_eq!(stored_refresh_token(&s), None);
     assert!(s.server.counters()["revoke"].as_u64().unwrap() >= 1);
     let out = s.daemon.cli(&["token", "me"], None);
-    assert_eq!(out.status.code(), Some(3), "needs sign-in: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "needs sign-in: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("tokenbroker login me"));
 
     // No secret in any file the project wrote, nor in the daemon's log.
@@ -176,7 +216,10 @@ fn password_account_lifecycle() {
         ("access token 1", at1.as_str()),
         ("access token 2", at2.as_str()),
     ] {
-        assert!(!files.contains(secret), "the {what} is on disk or in the log");
+        assert!(
+            !files.contains(secret),
+            "the {what} is on disk or in the log"
+        );
     }
     // The audit lines are there, without tokens.
     assert!(s.daemon.log().contains("access token handed out"));
@@ -188,13 +231,31 @@ fn client_credentials_account_needs_no_login() {
     let issuer = s.server.issuer();
     s.daemon.cli_ok(
         &[
-            "provider", "add", "m2m", "--issuer", &issuer, "--client-id", CC_CLIENT_ID, "--client-auth",
-            "post", "--client-secret-stdin", "--allow-insecure-loopback",
+            "provider",
+            "add",
+            "m2m",
+            "--issuer",
+            &issuer,
+            "--client-id",
+            CC_CLIENT_ID,
+            "--client-auth",
+            "post",
+            "--client-secret-stdin",
+            "--allow-insecure-loopback",
         ],
         Some(&format!("{CC_CLIENT_SECRET}\n")),
     );
     s.daemon.cli_ok(
-        &["account", "add", "robot", "--provider", "m2m", "--client-credentials", "--scope", "read"],
+        &[
+            "account",
+            "add",
+            "robot",
+            "--provider",
+            "m2m",
+            "--client-credentials",
+            "--scope",
+            "read",
+        ],
         None,
     );
     assert_eq!(state_of(&s.daemon, "robot"), "signed_in");
@@ -207,10 +268,18 @@ fn client_credentials_account_needs_no_login() {
     assert_eq!(s.daemon.cli_ok(&["token", "robot"], None).trim(), at);
     assert_eq!(s.server.counters()["token"]["client_credentials"], 1);
     // The client secret lives in the keychain, not in the config.
-    assert_eq!(s.ss.lookup(SERVICE, "client_secret:m2m").as_deref(), Some(CC_CLIENT_SECRET));
+    assert_eq!(
+        s.ss.lookup(SERVICE, "client_secret:m2m").as_deref(),
+        Some(CC_CLIENT_SECRET)
+    );
     let config = std::fs::read_to_string(&s.daemon.config).unwrap();
-    assert!(config.contains("[providers.m2m]") && !config.contains(CC_CLIENT_SECRET), "{config}");
-    let out = s.daemon.cli(&["login", "robot", "--password-stdin"], Some("x\n"));
+    assert!(
+        config.contains("[providers.m2m]") && !config.contains(CC_CLIENT_SECRET),
+        "{config}"
+    );
+    let out = s
+        .daemon
+        .cli(&["login", "robot", "--password-stdin"], Some("x\n"));
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -221,17 +290,32 @@ fn wrong_password_is_rejected_clearly_and_stores_nothing() {
     let out = login(&s, "not the password");
     assert_eq!(out.status.code(), Some(7), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("rejected the credentials") && err.contains("invalid_grant"), "{err}");
+    assert!(
+        err.contains("rejected the credentials") && err.contains("invalid_grant"),
+        "{err}"
+    );
     assert!(!err.contains("not the password"));
     assert_eq!(stored_refresh_token(&s), None);
     assert_eq!(state_of(&s.daemon, "me"), "needs_sign_in");
     assert!(!s.daemon.log().contains("not the password"));
 
     // A password with & = + % / : spaces and non-ASCII letters gets through intact.
-    s.daemon
-        .cli_ok(&["account", "add", "bob", "--provider", "dot", "--username", BOB_USERNAME], None);
-    s.daemon
-        .cli_ok(&["login", "bob", "--password-stdin"], Some(&format!("{BOB_PASSWORD}\n")));
+    s.daemon.cli_ok(
+        &[
+            "account",
+            "add",
+            "bob",
+            "--provider",
+            "dot",
+            "--username",
+            BOB_USERNAME,
+        ],
+        None,
+    );
+    s.daemon.cli_ok(
+        &["login", "bob", "--password-stdin"],
+        Some(&format!("{BOB_PASSWORD}\n")),
+    );
     let at = s.daemon.cli_ok(&["token", "bob"], None).trim().to_owned();
     assert_eq!(s.server.introspect(&at)["username"], BOB_USERNAME);
 }
@@ -256,10 +340,16 @@ fn cached_token_outlives_a_server_outage_until_it_expires() {
         }
         sleep(Duration::from_millis(500));
     };
-    assert!(started.elapsed() >= Duration::from_secs(5), "served until close to expiry");
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "served until close to expiry"
+    );
     assert_eq!(out.status.code(), Some(5), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot reach the authorization server"), "{err}");
+    assert!(
+        err.contains("cannot reach the authorization server"),
+        "{err}"
+    );
     // The stored refresh token is untouched.
     assert_eq!(stored_refresh_token(&s).as_deref(), Some(rt.as_str()));
     assert_eq!(state_of(&s.daemon, "me"), "error");
@@ -290,7 +380,11 @@ fn fifty_concurrent_requests_make_one_refresh() {
         })
         .collect();
     assert_eq!(tokens.len(), 1, "all 50 got the same fresh token");
-    assert_eq!(counter(&s, "refresh_token"), 1, "exactly one refresh at the server");
+    assert_eq!(
+        counter(&s, "refresh_token"),
+        1,
+        "exactly one refresh at the server"
+    );
     assert_eq!(counter(&s, "password"), 0);
 }
 
@@ -304,7 +398,17 @@ fn daemon_log_and_errors_name_the_problem() {
     // A plain-http issuer without the loopback opt-in.
     let issuer = s.server.issuer();
     let out = s.daemon.cli(
-        &["provider", "add", "p", "--issuer", &issuer, "--client-id", "x", "--client-auth", "none"],
+        &[
+            "provider",
+            "add",
+            "p",
+            "--issuer",
+            &issuer,
+            "--client-id",
+            "x",
+            "--client-auth",
+            "none",
+        ],
         None,
     );
     assert_eq!(out.status.code(), Some(2), "{out:?}");
@@ -313,12 +417,23 @@ fn daemon_log_and_errors_name_the_problem() {
     let bad = format!("{}/nope", s.server.base_url());
     let out = s.daemon.cli(
         &[
-            "provider", "add", "p", "--issuer", &bad, "--client-id", "x", "--client-auth", "none",
+            "provider",
+            "add",
+            "p",
+            "--issuer",
+            &bad,
+            "--client-id",
+            "x",
+            "--client-auth",
+            "none",
             "--allow-insecure-loopback",
         ],
         None,
     );
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("discovery failed"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("discovery failed"),
+        "{out:?}"
+    );
     assert!(tail(&s.daemon.log(), 100_000).contains("serving"));
 }
