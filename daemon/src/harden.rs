@@ -49,8 +49,7 @@ pub fn harden() -> Hardening {
         };
         // SAFETY: getrlimit writes into the struct we pass.
         let got = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } == 0;
-        let enough =
-            got && (lim.rlim_cur == libc::RLIM_INFINITY || lim.rlim_cur >= MIN_MEMLOCK);
+        let enough = got && (lim.rlim_cur == libc::RLIM_INFINITY || lim.rlim_cur >= MIN_MEMLOCK);
         if enough {
             // SAFETY: mlockall takes flags only.
             let r = unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) };

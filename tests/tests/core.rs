@@ -437,3 +437,62 @@ fn daemon_log_and_errors_name_the_problem() {
     );
     assert!(tail(&s.daemon.log(), 100_000).contains("serving"));
 }
+
+#[test]
+fn public_client_with_explicit_endpoints() {
+    let s = setup(300);
+    let (token_ep, revoke_ep) = (s.server.token_endpoint(), s.server.revocation_endpoint());
+    s.daemon.cli_ok(
+        &[
+            "provider",
+            "add",
+            "pub",
+            "--token-endpoint",
+            &token_ep,
+            "--revocation-endpoint",
+            &revoke_ep,
+            "--client-id",
+            PUBLIC_CLIENT_ID,
+            "--client-auth",
+            "none",
+            "--allow-insecure-loopback",
+            "--scope",
+            "read",
+        ],
+        None,
+    );
+    let list: Value =
+        serde_json::from_str(&s.daemon.cli_ok(&["provider", "list", "--json"], None)).unwrap();
+    assert_eq!(list[0]["client_auth"], "none");
+    assert_eq!(list[0]["token_endpoint"], token_ep.as_str());
+    s.daemon.cli_ok(
+        &[
+            "account",
+            "add",
+            "me",
+            "--provider",
+            "pub",
+            "--username",
+            ALICE_USERNAME,
+        ],
+        None,
+    );
+    assert!(login(&s, ALICE_PASSWORD).status.success());
+    let at = token(&s, &[]);
+    let info = s.server.introspect(&at);
+    assert_eq!(info["active"], true);
+    assert_eq!(info["client_id"], PUBLIC_CLIENT_ID);
+    assert!(stored_refresh_token(&s).is_some());
+    // Removing the account signs out first; the provider can go once no account uses it.
+    let out = s.daemon.cli(&["provider", "remove", "pub"], None);
+    assert_eq!(out.status.code(), Some(2), "in use: {out:?}");
+    s.daemon.cli_ok(&["account", "remove", "me"], None);
+    assert_eq!(stored_refresh_token(&s), None);
+    assert_eq!(s.server.introspect(&at)["active"], false);
+    s.daemon.cli_ok(&["provider", "remove", "pub"], None);
+    let config = std::fs::read_to_string(&s.daemon.config).unwrap();
+    assert!(
+        !config.contains("[providers.pub]") && !config.contains("[accounts.me]"),
+        "{config}"
+    );
+}
