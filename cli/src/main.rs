@@ -7,9 +7,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokenbroker_client::{
     AccountInfo, AccountSpec, AddProviderParams, Client, ClientAuth, ClientError, Grant,
-    ProviderSpec, SecretText, SetClientSecretParams, SignInParams,
+    ProviderSpec, SecretText, SetClientSecretParams, SignInParams, SignOutReply, TokenReply,
 };
 use zeroize::Zeroize;
+
+mod dbus;
 
 /// The exit codes, shown in `--help` and kept in step with `ErrorKind::exit_code` by a test.
 macro_rules! exit_help {
@@ -48,12 +50,16 @@ struct Cli {
     /// The daemon's socket [default: $XDG_RUNTIME_DIR/tokenbroker/socket]
     #[arg(long, global = true, env = "TOKENBROKER_SOCKET", value_name = "PATH")]
     socket: Option<PathBuf>,
+    /// Talk to the daemon over the D-Bus session bus instead of the socket (token, accounts,
+    /// status and logout only: sign-in and admin stay on the socket)
+    #[arg(long, global = true)]
+    dbus: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {
+pub(crate) enum Command {
     /// Manage providers (authorization servers)
     #[command(subcommand)]
     Provider(ProviderCmd),
@@ -95,10 +101,10 @@ enum Command {
 }
 
 #[derive(Debug, Args)]
-struct JsonFlag {
+pub(crate) struct JsonFlag {
     /// Print JSON
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -119,7 +125,7 @@ impl From<AuthArg> for ClientAuth {
 }
 
 #[derive(Debug, Subcommand)]
-enum ProviderCmd {
+pub(crate) enum ProviderCmd {
     /// Add a provider, by issuer (discovery) or by explicit endpoints
     #[command(
         after_help = "Examples:\n  tokenbroker provider add corp --issuer https://id.example.com/realms/corp --client-id app --client-secret-stdin < secret\n  tokenbroker provider add legacy --token-endpoint https://as.example.com/token --revocation-endpoint https://as.example.com/revoke --client-id app --client-auth post --client-secret-stdin < secret"
@@ -166,7 +172,7 @@ enum ProviderCmd {
 }
 
 #[derive(Debug, Subcommand)]
-enum AccountCmd {
+pub(crate) enum AccountCmd {
     /// Add an account: a user (password grant) or the client itself (client_credentials)
     #[command(
         after_help = "Examples:\n  tokenbroker account add me --provider corp --username alice --scope read\n  tokenbroker account add robot --provider corp --client-credentials --scope api"
@@ -222,7 +228,7 @@ fn main() -> ExitCode {
     }
 }
 
-enum Failure {
+pub(crate) enum Failure {
     Client(ClientError),
     Usage(String),
     Other(String),
@@ -243,6 +249,9 @@ fn connect(cli_socket: &Option<PathBuf>) -> Result<Client, Failure> {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
+    if cli.dbus {
+        return dbus::run(cli.command);
+    }
     match cli.command {
         Command::Provider(cmd) => provider(&cli.socket, cmd),
         Command::Account(AccountCmd::Add {
@@ -307,22 +316,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             json,
         } => {
             let t = connect(&cli.socket)?.get_token(&account, &scopes, min_ttl)?;
-            let mut out = std::io::stdout().lock();
-            if json {
-                let v = serde_json::json!({
-                    "access_token": t.access_token.expose(),
-                    "token_type": t.token_type,
-                    "expires_at": t.expires_at,
-                    "scopes": t.scopes,
-                });
-                let mut s = v.to_string();
-                let r = writeln!(out, "{s}");
-                s.zeroize();
-                r.map_err(|e| Failure::Other(e.to_string()))
-            } else {
-                writeln!(out, "{}", t.access_token.expose())
-                    .map_err(|e| Failure::Other(e.to_string()))
-            }
+            print_token(&t, json)
         }
         Command::Logout { account } => {
             let r = connect(&cli.socket)?.sign_out(&account)?;
@@ -460,7 +454,41 @@ fn provider(socket: &Option<PathBuf>, cmd: ProviderCmd) -> Result<(), Failure> {
     }
 }
 
-fn print_accounts(accounts: &[AccountInfo], json: bool) -> Result<(), Failure> {
+/// Only the token, or JSON with its type, expiry and scopes. The JSON text is wiped after use.
+pub(crate) fn print_token(t: &TokenReply, json: bool) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    let written = if json {
+        let v = serde_json::json!({
+            "access_token": t.access_token.expose(),
+            "token_type": t.token_type,
+            "expires_at": t.expires_at,
+            "scopes": t.scopes,
+        });
+        let mut s = v.to_string();
+        let r = writeln!(out, "{s}");
+        s.zeroize();
+        r
+    } else {
+        writeln!(out, "{}", t.access_token.expose())
+    };
+    written.map_err(|e| Failure::Other(e.to_string()))
+}
+
+pub(crate) fn print_signed_out(account: &str, r: &SignOutReply) {
+    if let Some(w) = &r.warning {
+        eprintln!("tokenbroker: warning: {w}");
+    }
+    println!(
+        "signed out of {account}{}",
+        if r.revoked {
+            " (revoked at the server)"
+        } else {
+            ""
+        }
+    );
+}
+
+pub(crate) fn print_accounts(accounts: &[AccountInfo], json: bool) -> Result<(), Failure> {
     if json {
         println!(
             "{}",

@@ -5,6 +5,8 @@
 //! them from here. It has light dependencies so that apps can link it.
 
 pub mod client;
+#[cfg(feature = "dbus")]
+pub mod dbus;
 pub mod error;
 pub mod protocol;
 pub mod secret;

@@ -159,6 +159,7 @@ impl Broker {
         &self,
         name: &str,
     ) -> Result<(Arc<Config>, AccountConfig, ProviderConfig), BrokerError> {
+        check_name("account", name).map_err(|m| err(ErrorKind::InvalidArgument, m))?;
         let config = self.config();
         let acct = config.accounts.get(name).cloned().ok_or_else(|| {
             err(
@@ -1030,7 +1031,10 @@ enum Edit {
 fn no_provider(name: &str) -> BrokerError {
     err(
         ErrorKind::NoSuchProvider,
-        format!("no provider named {name:?}: see `tokenbroker provider list`"),
+        format!(
+            "no provider named {:?}: see `tokenbroker provider list`",
+            crate::config::shorten(name)
+        ),
     )
 }
 

@@ -60,3 +60,28 @@ pub fn current_uid() -> u32 {
         0
     }
 }
+
+/// The pid and executable of the process a pidfd pins, checked after the executable is read so
+/// that a pid reused meanwhile is not mistaken for the caller. None when the process is gone.
+#[cfg(target_os = "linux")]
+pub fn exe_of_pidfd(fd: std::os::fd::BorrowedFd<'_>) -> Option<(i32, PathBuf)> {
+    use std::os::fd::AsRawFd;
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).ok()?;
+    let pid: i32 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|p| *p > 0)?;
+    let exe = exe_of(pid)?;
+    // SAFETY: pidfd_send_signal with signal 0 only checks that the process still exists.
+    let alive = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            0,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    } == 0;
+    alive.then_some((pid, exe))
+}

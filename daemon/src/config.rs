@@ -215,9 +215,19 @@ pub fn check_name(what: &str, name: &str) -> std::result::Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "invalid {what} name {name:?}: use 1 to 64 letters, digits, '.', '_' or '-', not starting with '.' or '-'"
+            "invalid {what} name {:?}: use 1 to 64 letters, digits, '.', '_' or '-', not starting with '.' or '-'",
+            shorten(name)
         ))
     }
+}
+
+/// At most 64 characters of a caller-supplied string, for error messages.
+pub fn shorten(s: &str) -> String {
+    let mut out: String = s.chars().take(64).collect();
+    if out.len() < s.len() {
+        out.push('…');
+    }
+    out
 }
 
 /// A scope token (RFC 6749 §3.3): printable ASCII without space, '"' or '\'.

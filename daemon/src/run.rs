@@ -16,7 +16,7 @@ use crate::store::{Keyring, Store};
     name = "tokenbrokerd",
     version,
     about = "A local OAuth2 credential broker: signs users in once, keeps refresh tokens in the keychain, hands apps short-lived access tokens",
-    after_help = "Examples:\n  tokenbrokerd                          serve with the user's config and socket\n  tokenbrokerd --check-config           validate the config and exit\n  tokenbrokerd --config ./c.toml --socket /tmp/tb.sock\n\nLogging: TOKENBROKER_LOG (or RUST_LOG), e.g. TOKENBROKER_LOG=debug."
+    after_help = "Examples:\n  tokenbrokerd                          serve with the user's config and socket\n  tokenbrokerd --check-config           validate the config and exit\n  tokenbrokerd --config ./c.toml --socket /tmp/tb.sock\n  tokenbrokerd --replace                take over from a running daemon\n\nLogging: TOKENBROKER_LOG (or RUST_LOG), e.g. TOKENBROKER_LOG=debug."
 )]
 pub struct Args {
     /// The config file [default: $XDG_CONFIG_HOME/tokenbroker/config.toml]
@@ -28,6 +28,12 @@ pub struct Args {
     /// Validate the config file, print what is wrong (with the line) and exit: 0 valid, 1 not.
     #[arg(long)]
     pub check_config: bool,
+    /// Take over from a running tokenbrokerd: its D-Bus name and its socket.
+    #[arg(long)]
+    pub replace: bool,
+    /// Serve the socket only, not D-Bus.
+    #[arg(long)]
+    pub no_dbus: bool,
 }
 
 pub fn default_config_path() -> Option<PathBuf> {
@@ -92,14 +98,48 @@ fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(config_path, config, socket_path))
+    runtime.block_on(serve(
+        config_path,
+        config,
+        socket_path,
+        args.replace,
+        !args.no_dbus,
+    ))
 }
 
-async fn serve(config_path: PathBuf, config: Config, socket_path: PathBuf) -> anyhow::Result<()> {
+async fn serve(
+    config_path: PathBuf,
+    config: Config,
+    socket_path: PathBuf,
+    replace: bool,
+    dbus: bool,
+) -> anyhow::Result<()> {
     let store = Store::new(Arc::new(Keyring::new()));
     let broker = Broker::new(config_path.clone(), config, store).map_err(|e| anyhow::anyhow!(e))?;
     broker.load_states().await;
-    let listener = crate::ipc::socket::bind(&socket_path)?;
+
+    // D-Bus first: with --replace, taking the name over tells the old daemon to go, and it
+    // lets go of the socket too.
+    let mut name_lost = None;
+    let _bus = if dbus {
+        use crate::ipc::dbus::{start, Bus, StartError};
+        match start(broker.clone(), Bus::Session, replace).await {
+            Ok(served) => {
+                name_lost = Some(served.name_lost);
+                Some(served.connection)
+            }
+            Err(e @ StartError::NameTaken(_)) => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!("D-Bus is not available, serving the socket only: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    let listener = bind_socket(&socket_path, replace).await?;
+    let ours = socket_identity(&socket_path);
     broker.set_socket_path(&socket_path);
     tracing::info!(socket = %socket_path.display(), config = %config_path.display(), "serving");
     let server = tokio::spawn(crate::ipc::socket::serve(
@@ -107,11 +147,59 @@ async fn serve(config_path: PathBuf, config: Config, socket_path: PathBuf) -> an
         broker.clone(),
         crate::ipc::socket::SocketOptions::default(),
     ));
-    shutdown_signal().await;
-    tracing::info!("shutting down");
+    let lost = async {
+        match name_lost {
+            Some(rx) => {
+                let _ = rx.await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+        _ = lost => tracing::info!("another tokenbrokerd took over the D-Bus name: shutting down"),
+    }
     server.abort();
-    let _ = std::fs::remove_file(&socket_path);
+    // Remove the socket only if it is still ours, not the one of a daemon that replaced us.
+    if ours.is_some() && socket_identity(&socket_path) == ours {
+        let _ = std::fs::remove_file(&socket_path);
+    }
     Ok(())
+}
+
+/// Bind the socket; with `replace`, wait (bounded) for the old daemon to let go of it.
+async fn bind_socket(
+    path: &std::path::Path,
+    replace: bool,
+) -> anyhow::Result<tokio::net::UnixListener> {
+    let attempts = if replace { 50 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        match crate::ipc::socket::bind(path) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    match last {
+        Some(e) => Err(e.into()),
+        None => anyhow::bail!("cannot bind {}", path.display()),
+    }
+}
+
+fn socket_identity(path: &std::path::Path) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(path)
+            .ok()
+            .map(|m| (m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
 }
 
 async fn shutdown_signal() {
@@ -149,6 +237,7 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(true)
         .try_init();
 }

@@ -97,6 +97,19 @@ impl Daemon {
         Ok(())
     }
 
+    /// The daemon's exit status, if it has exited.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.peer.as_mut().and_then(|p| p.try_wait())
+    }
+
+    /// The captured stderr of this daemon's current run.
+    pub fn stderr_tail(&self) -> String {
+        self.peer
+            .as_ref()
+            .map(|p| p.stderr_tail())
+            .unwrap_or_default()
+    }
+
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         self.peer.take().and_then(|mut p| p.stop())
     }

@@ -106,6 +106,13 @@ impl Peer {
         file_tail(&self.stderr, 4000)
     }
 
+    /// The exit status, if the process has exited.
+    pub(crate) fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
     /// Err if the process has exited.
     pub(crate) fn check_running(&mut self) -> anyhow::Result<()> {
         let name = self.name;

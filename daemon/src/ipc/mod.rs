@@ -3,3 +3,6 @@
 
 #[cfg(unix)]
 pub mod socket;
+
+#[cfg(unix)]
+pub mod dbus;

@@ -76,7 +76,9 @@ pub fn bind(path: &Path) -> Result<UnixListener> {
     }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(fail("another tokenbrokerd is already serving it".into()));
+            return Err(fail(
+                "another tokenbrokerd is already serving it (stop it, or use --replace)".into(),
+            ));
         }
         std::fs::remove_file(path)
             .map_err(|e| fail(format!("cannot remove the stale socket: {e}")))?;

@@ -1,0 +1,332 @@
+//! The D-Bus transport: `io.tokenbroker.Broker1` on the session bus (the bus is a parameter, for
+//! system mode later). Like the socket, it decodes, identifies the caller, and calls the same
+//! [`Broker`] methods; no logic lives here.
+//!
+//! Caller identity comes from the bus daemon (`GetConnectionCredentials`), which read it from the
+//! kernel when the caller connected. Where the bus hands out a ProcessFD (dbus-broker, newer
+//! dbus-daemon), the executable is resolved through that pidfd, so a pid reused after the caller
+//! exited is not mistaken for it; otherwise through the pid. Credentials are cached per unique
+//! connection name, which the bus never reuses. In user mode a caller of another uid is refused.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use tokenbroker_client::dbus::{
+    AccountEntry, DbusError, StatusEntry, TokenEntry, BUS_NAME, OBJECT_PATH,
+};
+use tokenbroker_client::{BrokerError, GetTokenParams, PROTOCOL_VERSION};
+use zbus::fdo::{DBusProxy, RequestNameFlags, RequestNameReply};
+use zbus::message::Header;
+use zbus::object_server::SignalEmitter;
+use zbus::Connection;
+
+use crate::broker::{Broker, Event};
+use crate::caller::{current_uid, exe_of, Caller};
+
+/// Which bus to serve on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bus {
+    Session,
+    System,
+}
+
+/// How many callers' credentials are remembered before the cache is cleared.
+const CREDENTIALS_CACHE: usize = 1024;
+
+pub struct DbusService {
+    broker: Broker,
+    callers: Mutex<HashMap<String, Caller>>,
+}
+
+impl DbusService {
+    pub fn new(broker: Broker) -> Self {
+        Self {
+            broker,
+            callers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn caller(&self, conn: &Connection, hdr: &Header<'_>) -> Result<Caller, DbusError> {
+        let sender = hdr
+            .sender()
+            .ok_or_else(|| DbusError::Denied("the call has no sender".into()))?
+            .to_string();
+        let cached = self.lock().get(&sender).cloned();
+        let caller = match cached {
+            Some(c) => c,
+            None => {
+                let c = identify(conn, &sender).await?;
+                let mut cache = self.lock();
+                if cache.len() >= CREDENTIALS_CACHE {
+                    cache.clear();
+                }
+                cache.insert(sender, c.clone());
+                c
+            }
+        };
+        if caller.uid != current_uid() {
+            tracing::warn!(
+                target: "tokenbroker::audit",
+                decision = "deny",
+                uid = caller.uid,
+                pid = caller.pid,
+                exe = %caller.exe_display(),
+                transport = "dbus",
+                "refused a D-Bus caller of another user"
+            );
+            return Err(DbusError::Denied(
+                "this tokenbrokerd serves only its own user".into(),
+            ));
+        }
+        Ok(caller)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Caller>> {
+        self.callers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Ask the bus who `sender` is.
+async fn identify(conn: &Connection, sender: &str) -> Result<Caller, DbusError> {
+    let fail = |e: zbus::Error| DbusError::Denied(format!("cannot identify the caller: {e}"));
+    let dbus = DBusProxy::new(conn).await.map_err(fail)?;
+    let name = zbus::names::BusName::try_from(sender).map_err(|e| fail(e.into()))?;
+    let creds = dbus
+        .get_connection_credentials(name)
+        .await
+        .map_err(|e| fail(e.into()))?;
+    let uid = creds
+        .unix_user_id()
+        .ok_or_else(|| DbusError::Denied("the bus did not say the caller's uid".into()))?;
+    #[cfg(target_os = "linux")]
+    let by_fd = creds
+        .process_fd()
+        .and_then(|fd| crate::caller::exe_of_pidfd(std::os::fd::AsFd::as_fd(fd)));
+    #[cfg(not(target_os = "linux"))]
+    let by_fd: Option<(i32, std::path::PathBuf)> = None;
+    let (pid, exe) = match by_fd {
+        Some((pid, exe)) => (Some(pid), Some(exe)),
+        None => {
+            let pid = creds.process_id().and_then(|p| i32::try_from(p).ok());
+            (pid, pid.and_then(exe_of))
+        }
+    };
+    Ok(Caller {
+        uid,
+        gid: creds
+            .unix_group_ids()
+            .and_then(|g| g.first().copied())
+            .unwrap_or(u32::MAX),
+        pid,
+        exe,
+        transport: "dbus",
+        client_hint: None,
+    })
+}
+
+fn broker_err(e: BrokerError) -> DbusError {
+    e.into()
+}
+
+#[zbus::interface(name = "io.tokenbroker.Broker1")]
+impl DbusService {
+    /// An access token for ACCOUNT with at least MIN_TTL seconds left, for SCOPES (empty: the
+    /// account's). Returns (access_token, token_type, expires_at_unix, scopes).
+    async fn get_token(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        account: String,
+        scopes: Vec<String>,
+        min_ttl: u32,
+    ) -> Result<TokenEntry, DbusError> {
+        let caller = self.caller(conn, &hdr).await?;
+        let t = self
+            .broker
+            .get_token(
+                &caller,
+                GetTokenParams {
+                    account,
+                    scopes,
+                    min_ttl,
+                },
+            )
+            .await
+            .map_err(broker_err)?;
+        Ok((t.access_token, t.token_type, t.expires_at, t.scopes))
+    }
+
+    /// Every account: (name, provider, grant, state, expires_at_unix or 0).
+    async fn list_accounts(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<Vec<AccountEntry>, DbusError> {
+        self.caller(conn, &hdr).await?;
+        Ok(self
+            .broker
+            .list_accounts()
+            .into_iter()
+            .map(|a| {
+                (
+                    a.name,
+                    a.provider,
+                    a.grant.as_str().to_owned(),
+                    a.state.as_str().to_owned(),
+                    a.expires_at.unwrap_or(0),
+                )
+            })
+            .collect())
+    }
+
+    /// Revoke ACCOUNT's tokens at the server and delete them here: (revoked, warning).
+    async fn sign_out(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        account: String,
+    ) -> Result<(bool, String), DbusError> {
+        let caller = self.caller(conn, &hdr).await?;
+        let r = self
+            .broker
+            .sign_out(&caller, &account)
+            .await
+            .map_err(broker_err)?;
+        Ok((r.revoked, r.warning.unwrap_or_default()))
+    }
+
+    /// (daemon_version, protocol, pid, uptime_secs).
+    async fn status(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<StatusEntry, DbusError> {
+        self.caller(conn, &hdr).await?;
+        let s = self.broker.status();
+        Ok((
+            s.daemon_version,
+            s.protocol.to_string(),
+            s.pid,
+            s.uptime_secs,
+        ))
+    }
+
+    /// The daemon's version.
+    #[zbus(property)]
+    fn version(&self) -> String {
+        format!(
+            "{} (protocol {PROTOCOL_VERSION})",
+            env!("CARGO_PKG_VERSION")
+        )
+    }
+
+    #[zbus(signal)]
+    async fn account_changed(
+        emitter: &SignalEmitter<'_>,
+        account: &str,
+        state: &str,
+    ) -> zbus::Result<()>;
+
+    #[zbus(signal)]
+    async fn sign_in_required(
+        emitter: &SignalEmitter<'_>,
+        account: &str,
+        reason: &str,
+    ) -> zbus::Result<()>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot connect to the {0} bus: {1}")]
+    NoBus(&'static str, zbus::Error),
+    #[error("{BUS_NAME} is already owned on the {0} bus (another tokenbrokerd?): stop it, or start this one with --replace")]
+    NameTaken(&'static str),
+    #[error("D-Bus: {0}")]
+    Other(zbus::Error),
+}
+
+/// A served bus connection, and a signal that fires when another daemon took the name over.
+pub struct Served {
+    pub connection: Connection,
+    pub name_lost: tokio::sync::oneshot::Receiver<()>,
+}
+
+/// Serve the object, then take the name (so that no call finds the name without the object),
+/// and forward the broker's events as signals.
+pub async fn start(broker: Broker, bus: Bus, replace: bool) -> Result<Served, StartError> {
+    let which = match bus {
+        Bus::Session => "session",
+        Bus::System => "system",
+    };
+    let builder = match bus {
+        Bus::Session => zbus::connection::Builder::session(),
+        Bus::System => zbus::connection::Builder::system(),
+    }
+    .map_err(|e| StartError::NoBus(which, e))?;
+    let connection = builder
+        .serve_at(OBJECT_PATH, DbusService::new(broker.clone()))
+        .map_err(StartError::Other)?
+        .build()
+        .await
+        .map_err(|e| StartError::NoBus(which, e))?;
+
+    let dbus = DBusProxy::new(&connection)
+        .await
+        .map_err(StartError::Other)?;
+    let mut lost = dbus.receive_name_lost().await.map_err(StartError::Other)?;
+    let mut flags = RequestNameFlags::AllowReplacement | RequestNameFlags::DoNotQueue;
+    if replace {
+        flags |= RequestNameFlags::ReplaceExisting;
+    }
+    let name =
+        zbus::names::WellKnownName::try_from(BUS_NAME).map_err(|e| StartError::Other(e.into()))?;
+    match dbus.request_name(name, flags).await {
+        Ok(RequestNameReply::PrimaryOwner | RequestNameReply::AlreadyOwner) => {}
+        Ok(RequestNameReply::Exists | RequestNameReply::InQueue) => {
+            return Err(StartError::NameTaken(which))
+        }
+        Err(e) => return Err(StartError::Other(e.into())),
+    }
+
+    let (tx, name_lost) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        use futures_lite::StreamExt as _;
+        while let Some(sig) = lost.next().await {
+            if sig.args().map(|a| a.name() == BUS_NAME).unwrap_or(false) {
+                let _ = tx.send(());
+                break;
+            }
+        }
+    });
+
+    let conn = connection.clone();
+    let mut events = broker.subscribe();
+    tokio::spawn(async move {
+        let Ok(emitter) = SignalEmitter::new(&conn, OBJECT_PATH) else {
+            return;
+        };
+        loop {
+            let sent = match events.recv().await {
+                Ok(Event::AccountChanged { account, state }) => {
+                    DbusService::account_changed(&emitter, &account, state.as_str()).await
+                }
+                Ok(Event::SignInRequired { account, reason }) => {
+                    DbusService::sign_in_required(&emitter, &account, &reason).await
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "D-Bus signal forwarding fell behind");
+                    continue;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            };
+            if let Err(e) = sent {
+                tracing::warn!(error = %e, "cannot emit a D-Bus signal");
+            }
+        }
+    });
+    tracing::info!(bus = which, name = BUS_NAME, "serving on D-Bus");
+    Ok(Served {
+        connection,
+        name_lost,
+    })
+}
