@@ -381,3 +381,119 @@ impl Drop for StopOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// The packaged activation file starts the daemon on the first call.
+#[test]
+fn the_first_call_activates_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let services = dir.path().join("services");
+    let runtime = dir.path().join("run");
+    std::fs::create_dir_all(&services).unwrap();
+    std::fs::create_dir_all(&runtime).unwrap();
+    std::fs::set_permissions(
+        &runtime,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    // The packaged file, pointed at the binary under test.
+    let packaged = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../packaging/dbus/io.tokenbroker.Broker1.service"
+    ))
+    .unwrap();
+    assert!(packaged.contains("SystemdService=tokenbrokerd.service"));
+    let file = packaged.replace(
+        "/usr/bin/tokenbrokerd",
+        bin("tokenbrokerd").to_str().unwrap(),
+    );
+    std::fs::write(services.join("io.tokenbroker.Broker1.service"), file).unwrap();
+    let socket = dir.path().join("bus");
+    let config = dir.path().join("bus.conf");
+    std::fs::write(
+        &config,
+        format!(
+            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path={}</listen>
+  <servicedir>{}</servicedir>
+  <policy context="default"><allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/><allow own="*"/></policy>
+</busconfig>"#,
+            socket.display(),
+            services.display()
+        ),
+    )
+    .unwrap();
+    let address = format!("unix:path={}", socket.display());
+    let bus = StopOnDrop(
+        Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config.display()))
+            .arg("--nofork")
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            .env("DBUS_SESSION_BUS_ADDRESS", &address)
+            .env("TOKENBROKER_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("bus.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() && Instant::now() < deadline {
+        sleep(Duration::from_millis(50));
+    }
+    // Nothing is running yet: the call itself starts the daemon.
+    let out = Command::new("busctl")
+        .arg(format!("--address={address}"))
+        .args([
+            "--json=short",
+            "call",
+            BUS_NAME,
+            OBJECT_PATH,
+            BUS_NAME,
+            "Status",
+        ])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n--- bus log ---\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(dir.path().join("bus.log")).unwrap_or_default()
+        )
+    });
+    let pid = v["data"][2].as_u64().unwrap() as i32;
+    let _daemon = StopPid(pid);
+    assert_eq!(v["data"][1], "1.0");
+    assert!(
+        std::fs::read_link(format!("/proc/{pid}/exe"))
+            .unwrap()
+            .ends_with("tokenbrokerd"),
+        "the activated process is tokenbrokerd"
+    );
+    // It serves its socket too.
+    assert!(runtime.join("tokenbroker").join("socket").exists());
+    drop(bus);
+}
+
+/// A process known only by pid (started by the bus), stopped however the test ends.
+struct StopPid(i32);
+
+impl Drop for StopPid {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.0, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline
+            && std::path::Path::new(&format!("/proc/{}", self.0)).exists()
+        {
+            // Reaped by the bus daemon, its parent.
+            sleep(Duration::from_millis(50));
+            if let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.0)) {
+                if stat.split_whitespace().nth(2) == Some("Z") {
+                    break;
+                }
+            }
+        }
+        unsafe { libc::kill(self.0, libc::SIGKILL) };
+    }
+}
