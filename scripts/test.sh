@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Run every test: unit tests, binary tests, and the end-to-end tests against a real
-# authorization server (django-oauth-toolkit), a real dbus-daemon and gnome-keyring.
+# authorization server (django-oauth-toolkit), a real dbus-daemon and gnome-keyring, plus the
+# README's demo once.
 # Needs the packages and venv of scripts/install-test-deps.sh (`bash .ci/run` does both).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-cargo test --workspace --locked
+cargo build --workspace --locked
 # The README's one-command demo, end to end (exits after printing a token).
 TOKENBROKER_BIN_DIR="$PWD/target/debug" dbus-run-session -- bash scripts/demo-session.sh --once
+cargo test --workspace --locked
