@@ -91,8 +91,8 @@ pub(crate) fn run(command: Command) -> Result<(), Failure> {
         Command::Login { .. } => Err(Failure::Usage(
             "sign-in goes over the local socket only (a password never crosses D-Bus): run it without --dbus".into(),
         )),
-        Command::Provider(_) | Command::Account(_) => Err(Failure::Usage(
-            "provider and account administration goes over the local socket: run it without --dbus".into(),
+        _ => Err(Failure::Usage(
+            "only token, accounts, status and logout work over D-Bus: run the others without --dbus".into(),
         )),
     }
 }

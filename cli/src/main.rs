@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokenbroker_client::{
-    AccountInfo, AccountSpec, AddProviderParams, Client, ClientAuth, ClientError, Grant,
-    ProviderSpec, SecretText, SetClientSecretParams, SignInParams, SignOutReply, TokenReply,
+    AccountInfo, AccountSpec, AddProviderParams, AppAccess, AppPolicy, AuditQuery, Client,
+    ClientAuth, ClientError, ConsentAnswer, Decision, Grant, Notification, ProviderSpec,
+    SecretText, SetClientSecretParams, SignInParams, SignOutReply, SubscribeParams, TokenReply,
 };
 use zeroize::Zeroize;
 
@@ -98,6 +99,72 @@ pub(crate) enum Command {
     Logout { account: String },
     /// Show the daemon's state and every account's
     Status(JsonFlag),
+    /// Allow an app (by the absolute path of its executable) to get ACCOUNT's tokens
+    #[command(
+        after_help = "Examples:\n  tokenbroker allow me --app /usr/bin/evolution --scope read\n  tokenbroker allow me --app /opt/tool/bin/tool          # the account's scopes"
+    )]
+    Allow {
+        account: String,
+        #[arg(long, value_name = "PATH")]
+        app: PathBuf,
+        /// The widest scope the app may get (repeat); default: the account's scopes
+        #[arg(long = "scope", value_name = "S")]
+        scopes: Vec<String>,
+    },
+    /// Deny an app ACCOUNT's tokens, without asking
+    Deny {
+        account: String,
+        #[arg(long, value_name = "PATH")]
+        app: PathBuf,
+    },
+    /// Forget an app's rule: it will be asked about again
+    Forget {
+        account: String,
+        #[arg(long, value_name = "PATH")]
+        app: PathBuf,
+    },
+    /// Show the per-app policy (of one account, or all)
+    Policy {
+        account: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Answer apps' requests for tokens that no policy covers
+    #[command(subcommand)]
+    Consent(ConsentCmd),
+    /// Show the audit log: every token handed out and every denial
+    #[command(
+        after_help = "Examples:\n  tokenbroker audit --since 1h\n  tokenbroker audit --json --since 1700000000"
+    )]
+    Audit {
+        /// Only records since: unix seconds, or an age like 90s, 15m, 2h, 7d
+        #[arg(long, value_name = "T")]
+        since: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConsentCmd {
+    /// Requests waiting for an answer
+    List(JsonFlag),
+    /// Answer a request: allow-once, allow-always (written to the policy) or deny
+    Answer {
+        id: u64,
+        #[arg(value_enum)]
+        answer: AnswerArg,
+    },
+    /// Act as a consent agent: print each request as a JSON line as it arrives (until Ctrl-C).
+    /// While one runs, unknown apps wait for an answer instead of being denied at once.
+    Watch,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum AnswerArg {
+    AllowOnce,
+    AllowAlways,
+    Deny,
 }
 
 #[derive(Debug, Args)]
@@ -142,8 +209,8 @@ pub(crate) enum ProviderCmd {
         /// The token endpoint, when the server publishes no metadata
         #[arg(long)]
         token_endpoint: Option<String>,
-        /// The revocation endpoint (RFC 7009), with --token-endpoint
-        #[arg(long, requires = "token_endpoint")]
+        /// The revocation endpoint (RFC 7009); with --issuer, used when the metadata names none
+        #[arg(long)]
         revocation_endpoint: Option<String>,
         /// The introspection endpoint (RFC 7662)
         #[arg(long)]
@@ -333,6 +400,150 @@ fn run(cli: Cli) -> Result<(), Failure> {
             );
             Ok(())
         }
+        Command::Allow {
+            account,
+            app,
+            scopes,
+        } => {
+            let exe = app_path(&app)?;
+            connect(&cli.socket)?.set_app_policy(&AppPolicy {
+                account: account.clone(),
+                exe: exe.clone(),
+                access: AppAccess::Allow,
+                scopes,
+            })?;
+            println!("allowed {exe} for account {account}");
+            Ok(())
+        }
+        Command::Deny { account, app } => {
+            let exe = app_path(&app)?;
+            connect(&cli.socket)?.set_app_policy(&AppPolicy {
+                account: account.clone(),
+                exe: exe.clone(),
+                access: AppAccess::Deny,
+                scopes: Vec::new(),
+            })?;
+            println!("denied {exe} for account {account}");
+            Ok(())
+        }
+        Command::Forget { account, app } => {
+            let exe = app_path(&app)?;
+            connect(&cli.socket)?.remove_app_policy(&account, &exe)?;
+            println!("forgot the rule for {exe} on account {account}");
+            Ok(())
+        }
+        Command::Policy { account, json } => {
+            let rules = connect(&cli.socket)?.get_policy(account.as_deref())?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rules).unwrap_or_default()
+                );
+                return Ok(());
+            }
+            if rules.is_empty() {
+                println!("no app rules: apps other than tokenbroker itself are asked about (or denied when no consent agent runs)");
+            }
+            for r in rules {
+                let access = match r.access {
+                    AppAccess::Allow => "allow",
+                    AppAccess::Deny => "deny",
+                };
+                let scopes = if r.scopes.is_empty() {
+                    "(account's scopes)".to_owned()
+                } else {
+                    r.scopes.join(" ")
+                };
+                println!("{}\t{}\t{}\t{}", r.account, access, r.exe, scopes);
+            }
+            Ok(())
+        }
+        Command::Consent(ConsentCmd::List(j)) => {
+            let list = connect(&cli.socket)?.list_consents()?;
+            if j.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&list).unwrap_or_default()
+                );
+                return Ok(());
+            }
+            if list.is_empty() {
+                println!("no requests waiting");
+            }
+            for r in list {
+                println!(
+                    "{}\t{}\tpid {}\taccount {}\tscopes {}",
+                    r.id,
+                    r.exe,
+                    r.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
+                    r.account,
+                    r.scopes.join(" ")
+                );
+            }
+            Ok(())
+        }
+        Command::Consent(ConsentCmd::Answer { id, answer }) => {
+            let answer = match answer {
+                AnswerArg::AllowOnce => ConsentAnswer::AllowOnce,
+                AnswerArg::AllowAlways => ConsentAnswer::AllowAlways,
+                AnswerArg::Deny => ConsentAnswer::Deny,
+            };
+            connect(&cli.socket)?.answer_consent(id, answer)?;
+            println!("answered request {id}");
+            Ok(())
+        }
+        Command::Consent(ConsentCmd::Watch) => {
+            let mut sub = connect(&cli.socket)?.subscribe(&SubscribeParams {
+                consent_agent: true,
+            })?;
+            eprintln!("tokenbroker: waiting for consent requests; answer with `tokenbroker consent answer ID allow-once|allow-always|deny`");
+            loop {
+                if let Notification::ConsentRequired { request } = sub.next_event()? {
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(
+                        out,
+                        "{}",
+                        serde_json::to_string(&request).unwrap_or_default()
+                    );
+                    let _ = out.flush();
+                }
+            }
+        }
+        Command::Audit { since, json } => {
+            let since = match since {
+                Some(t) => parse_since(&t).ok_or_else(|| {
+                    Failure::Usage(format!(
+                        "--since {t:?}: use unix seconds or an age like 90s, 15m, 2h, 7d"
+                    ))
+                })?,
+                None => 0,
+            };
+            let records = connect(&cli.socket)?.read_audit(&AuditQuery { since, limit: 0 })?;
+            if json {
+                for r in &records {
+                    println!("{}", serde_json::to_string(r).unwrap_or_default());
+                }
+                return Ok(());
+            }
+            for r in &records {
+                let d = match r.decision {
+                    Decision::Allow => "allow",
+                    Decision::Deny => "deny",
+                };
+                println!(
+                    "{}\t{d}\tuid {}\tpid {}\t{}\t{}\t[{}]\t{}\t{}",
+                    r.time,
+                    r.uid,
+                    r.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
+                    r.exe,
+                    r.account,
+                    r.scopes.join(" "),
+                    r.transport,
+                    r.reason
+                );
+            }
+            Ok(())
+        }
         Command::Status(j) => {
             let s = connect(&cli.socket)?.status()?;
             if j.json {
@@ -508,7 +719,11 @@ pub(crate) fn print_accounts(accounts: &[AccountInfo], json: bool) -> Result<(),
             .expires_at
             .map(|e| format!("token valid {} s more", e.saturating_sub(now)))
             .unwrap_or_else(|| "-".into());
-        let who = a.username.as_deref().unwrap_or("(client)");
+        let who = match (a.grant, a.username.as_deref()) {
+            (Grant::ClientCredentials, _) => "(client)",
+            (_, Some(u)) => u,
+            (_, None) => "-",
+        };
         print!(
             "{}\t{}\t{}\t{}\t{}\t{}",
             a.name,
@@ -524,6 +739,36 @@ pub(crate) fn print_accounts(accounts: &[AccountInfo], json: bool) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// An app's absolute path: relative paths are made absolute; the file must exist.
+fn app_path(p: &std::path::Path) -> Result<String, Failure> {
+    let abs = std::fs::canonicalize(p)
+        .map_err(|e| Failure::Usage(format!("--app {}: {e}", p.display())))?;
+    abs.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| Failure::Usage(format!("--app {}: not UTF-8", p.display())))
+}
+
+/// Unix seconds, or an age like 90s, 15m, 2h, 7d before now.
+fn parse_since(t: &str) -> Option<u64> {
+    if let Ok(n) = t.parse::<u64>() {
+        return Some(n);
+    }
+    let (num, unit) = t.split_at(t.len().checked_sub(1)?);
+    let n: u64 = num.parse().ok()?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
+        _ => return None,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    Some(now.saturating_sub(secs))
 }
 
 /// Read the first line of standard input as a secret, without its line ending.
@@ -627,6 +872,20 @@ mod tests {
             "u"
         ])
         .is_err());
+    }
+
+    #[test]
+    fn since_parses_times_and_ages() {
+        assert_eq!(parse_since("1700000000"), Some(1_700_000_000));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let h = parse_since("2h").unwrap();
+        assert!((now - 7200..=now - 7199).contains(&h), "{h} vs {now}");
+        for bad in ["", "h", "2x", "-1h", "1.5h"] {
+            assert_eq!(parse_since(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

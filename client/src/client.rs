@@ -159,6 +159,10 @@ impl Client {
         let parsed: Result<Response<R>, _> = serde_json::from_slice(&reply);
         reply.zeroize();
         let resp = parsed.map_err(|e| ClientError::Protocol(format!("unparseable reply: {e}")))?;
+        // A connection the daemon refuses (another user, busy) gets an error with a null id.
+        if let (serde_json::Value::Null, Some(err)) = (&resp.id, &resp.error) {
+            return Err(ClientError::Broker(err.clone().into()));
+        }
         if resp.id.as_u64() != Some(id) {
             return Err(ClientError::Protocol(format!(
                 "reply id {} does not match request id {id}",
@@ -261,6 +265,68 @@ impl Client {
                 name: name.to_owned(),
             },
         )
+    }
+}
+
+impl Client {
+    pub fn set_app_policy(&mut self, p: &AppPolicy) -> Result<Done, ClientError> {
+        self.call(methods::SET_APP_POLICY, p)
+    }
+
+    pub fn remove_app_policy(&mut self, account: &str, exe: &str) -> Result<Done, ClientError> {
+        self.call(
+            methods::REMOVE_APP_POLICY,
+            &RemoveAppPolicyParams {
+                account: account.to_owned(),
+                exe: exe.to_owned(),
+            },
+        )
+    }
+
+    pub fn get_policy(&mut self, account: Option<&str>) -> Result<Vec<AppPolicy>, ClientError> {
+        self.call(
+            methods::GET_POLICY,
+            &PolicyQuery {
+                account: account.map(str::to_owned),
+            },
+        )
+    }
+
+    pub fn list_consents(&mut self) -> Result<Vec<ConsentRequest>, ClientError> {
+        self.call(methods::LIST_CONSENTS, &serde_json::json!({}))
+    }
+
+    pub fn answer_consent(&mut self, id: u64, answer: ConsentAnswer) -> Result<Done, ClientError> {
+        self.call(methods::ANSWER_CONSENT, &AnswerConsentParams { id, answer })
+    }
+
+    pub fn read_audit(&mut self, q: &AuditQuery) -> Result<Vec<AuditRecord>, ClientError> {
+        self.call(methods::READ_AUDIT, q)
+    }
+
+    /// Subscribe to events; the connection then only delivers notifications.
+    #[cfg(unix)]
+    pub fn subscribe(mut self, p: &SubscribeParams) -> Result<Subscription, ClientError> {
+        let _: Done = self.call(methods::SUBSCRIBE, p)?;
+        self.reader.get_ref().set_read_timeout(None)?;
+        Ok(Subscription { client: self })
+    }
+}
+
+/// A subscribed connection: a stream of [`Notification`]s.
+pub struct Subscription {
+    client: Client,
+}
+
+impl Subscription {
+    /// The next event; blocks until one arrives or the daemon goes away.
+    #[cfg(unix)]
+    pub fn next_event(&mut self) -> Result<Notification, ClientError> {
+        let mut line = Vec::with_capacity(512);
+        read_line_capped(&mut self.client.reader, &mut line, MAX_REPLY)?;
+        let ev: crate::protocol::Event<Notification> = serde_json::from_slice(&line)
+            .map_err(|e| ClientError::Protocol(format!("unparseable event: {e}")))?;
+        Ok(ev.params)
     }
 }
 

@@ -113,6 +113,15 @@ pub trait Broker1 {
     fn account_changed(&self, account: String, state: String) -> zbus::Result<()>;
     #[zbus(signal)]
     fn sign_in_required(&self, account: String, reason: String) -> zbus::Result<()>;
+    #[zbus(signal)]
+    fn consent_required(
+        &self,
+        id: u64,
+        exe: String,
+        pid: i32,
+        account: String,
+        scopes: Vec<String>,
+    ) -> zbus::Result<()>;
 }
 
 #[cfg(test)]

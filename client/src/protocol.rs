@@ -87,6 +87,14 @@ pub struct Request<'a, P: Serialize> {
     pub params: &'a P,
 }
 
+/// A notification from the daemon to a subscribed connection: no id, no reply.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Event<E> {
+    pub jsonrpc: String,
+    pub method: String,
+    pub params: E,
+}
+
 /// A response: exactly one of `result` and `error`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Response<R> {
@@ -157,6 +165,13 @@ pub mod methods {
     pub const SET_CLIENT_SECRET: &str = "SetClientSecret";
     pub const ADD_ACCOUNT: &str = "AddAccount";
     pub const REMOVE_ACCOUNT: &str = "RemoveAccount";
+    pub const SET_APP_POLICY: &str = "SetAppPolicy";
+    pub const REMOVE_APP_POLICY: &str = "RemoveAppPolicy";
+    pub const GET_POLICY: &str = "GetPolicy";
+    pub const SUBSCRIBE: &str = "Subscribe";
+    pub const LIST_CONSENTS: &str = "ListConsents";
+    pub const ANSWER_CONSENT: &str = "AnswerConsent";
+    pub const READ_AUDIT: &str = "ReadAudit";
 }
 
 #[cfg(test)]

@@ -219,3 +219,130 @@ pub struct SignOutReply {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
 }
+
+/// What an app may do with an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppAccess {
+    Allow,
+    Deny,
+}
+
+/// One app's policy for one account: its executable's absolute path, and the widest scopes it
+/// may get (empty: the account's scopes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppPolicy {
+    pub account: String,
+    pub exe: String,
+    pub access: AppAccess,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveAppPolicyParams {
+    pub account: String,
+    pub exe: String,
+}
+
+/// A token request held until the user answers (or the time runs out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentRequest {
+    pub id: u64,
+    pub account: String,
+    /// The requesting app's executable, as the kernel reports it.
+    pub exe: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    pub uid: u32,
+    pub scopes: Vec<String>,
+    pub transport: String,
+    /// Unix seconds after which the request is denied.
+    pub expires_at: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConsentAnswer {
+    AllowOnce,
+    AllowAlways,
+    Deny,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerConsentParams {
+    pub id: u64,
+    pub answer: ConsentAnswer,
+}
+
+/// Events a subscribed connection receives, as JSON-RPC notifications (no id) whose method is
+/// the event's name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "PascalCase")]
+pub enum Notification {
+    AccountChanged {
+        account: String,
+        state: AccountState,
+    },
+    SignInRequired {
+        account: String,
+        reason: String,
+    },
+    ConsentRequired {
+        request: ConsentRequest,
+    },
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscribeParams {
+    /// Also act as a consent agent: while this connection is open, unknown apps are asked about
+    /// instead of denied at once.
+    #[serde(default)]
+    pub consent_agent: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Allow,
+    Deny,
+}
+
+/// One line of the audit log: who got (or was refused) what. Never a token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Unix seconds.
+    pub time: u64,
+    pub decision: Decision,
+    pub uid: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    pub exe: String,
+    pub account: String,
+    pub scopes: Vec<String>,
+    pub transport: String,
+    /// Why: the policy rule, the consent answer, or the error.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Only records at or after this unix time.
+    #[serde(default)]
+    pub since: u64,
+    /// At most this many of the newest records (0: a default of 1000).
+    #[serde(default)]
+    pub limit: u32,
+}

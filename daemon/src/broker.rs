@@ -3,21 +3,30 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 use tokenbroker_client::{
-    AccountInfo, AccountSpec, AccountState, AddProviderParams, BrokerError, Done, ErrorKind,
+    AccountInfo, AccountSpec, AccountState, AddProviderParams, AppAccess, AppPolicy, AuditQuery,
+    AuditRecord, BrokerError, ConsentAnswer, ConsentRequest, Decision, Done, ErrorKind,
     GetTokenParams, Grant, ProviderInfo, SecretText, SetClientSecretParams, SignOutReply,
     StatusReply, TokenReply, PROTOCOL_VERSION,
 };
 
+use crate::audit::Audit;
 use crate::caller::Caller;
-use crate::config::{check_name, check_scope, AccountConfig, Config, ConfigEditor, ProviderConfig};
-use crate::engine::{now_unix, refresh_point, scope_key, Cached, Lookup, ScopeKey, Slot};
+use crate::config::{
+    check_app_path, check_name, check_scope, shorten, AccountConfig, AppRule, Config, ConfigEditor,
+    ProviderConfig,
+};
+use crate::engine::{
+    now_unix, refresh_point, scope_key, Cached, Lookup, ScopeKey, Slot, MIN_REMAINING,
+};
 use crate::grant::{self, ClientCredentials, GrantError, TokenResponse};
 use crate::http::Http;
+use crate::policy::{self, Trusted, Verdict};
 use crate::provider::{discover, explicit_endpoints, Endpoints};
 use crate::store::{SecretKey, Store};
 
@@ -37,6 +46,52 @@ pub enum Event {
         account: String,
         reason: String,
     },
+    ConsentRequired(ConsentRequest),
+}
+
+/// What the broker needs besides its config and store.
+pub struct Options {
+    /// The append-only audit file; None logs decisions only.
+    pub audit_path: Option<PathBuf>,
+    /// The user's own tools, allowed any of the user's tokens.
+    pub trusted: Trusted,
+}
+
+#[derive(Default)]
+struct Consents {
+    pending: Mutex<HashMap<u64, PendingConsent>>,
+    next: AtomicU64,
+    /// Connections that can put a consent request to the user.
+    agents: AtomicUsize,
+}
+
+struct PendingConsent {
+    request: ConsentRequest,
+    tx: tokio::sync::oneshot::Sender<ConsentAnswer>,
+}
+
+/// Counts a consent agent while it is connected.
+pub struct AgentGuard {
+    broker: Broker,
+}
+
+impl Drop for AgentGuard {
+    fn drop(&mut self) {
+        self.broker
+            .inner
+            .consents
+            .agents
+            .fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn too_long(account: &str, life: u64, min_ttl: u64) -> BrokerError {
+    err(
+        ErrorKind::InvalidArgument,
+        format!(
+            "the server issues tokens for account {account:?} valid for about {life} s, less than the min_ttl of {min_ttl} s"
+        ),
+    )
 }
 
 #[derive(Clone)]
@@ -56,6 +111,9 @@ struct Inner {
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     events: tokio::sync::broadcast::Sender<Event>,
     started: Instant,
+    audit: Audit,
+    trusted: Trusted,
+    consents: Consents,
 }
 
 #[derive(Default)]
@@ -73,7 +131,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Broker {
-    pub fn new(config_path: PathBuf, config: Config, store: Store) -> Result<Self, BrokerError> {
+    pub fn new(
+        config_path: PathBuf,
+        config: Config,
+        store: Store,
+        options: Options,
+    ) -> Result<Self, BrokerError> {
         let http = Http::new(&config.http).map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
         let (events, _) = tokio::sync::broadcast::channel(256);
         Ok(Self {
@@ -88,6 +151,9 @@ impl Broker {
                 slots: Mutex::default(),
                 events,
                 started: Instant::now(),
+                audit: Audit::open(options.audit_path),
+                trusted: options.trusted,
+                consents: Consents::default(),
             }),
         })
     }
@@ -193,12 +259,7 @@ impl Broker {
             .get_or_try_init(|| async { discover(&self.inner.http, p).await })
             .await
             .cloned()
-            .map_err(|e| {
-                err(
-                    ErrorKind::NetworkError,
-                    format!("provider {name:?}: discovery failed: {e}"),
-                )
-            })
+            .map_err(|e| discovery_failure(name, &e))
     }
 
     async fn client_secret(
@@ -268,11 +329,38 @@ impl Broker {
 
     // ---- tokens ----
 
+    /// A token for the caller, if the account's policy (or the user, asked) allows it. Every
+    /// token handed out and every denial is audited.
     pub async fn get_token(
         &self,
         caller: &Caller,
         p: GetTokenParams,
     ) -> Result<TokenReply, BrokerError> {
+        let account = p.account.clone();
+        let asked = p.scopes.clone();
+        match self.get_token_inner(caller, p).await {
+            Ok((reply, rule)) => {
+                self.inner
+                    .audit
+                    .record(caller, &account, &reply.scopes, Decision::Allow, &rule);
+                Ok(reply)
+            }
+            Err(e) => {
+                if e.kind == ErrorKind::Denied {
+                    self.inner
+                        .audit
+                        .record(caller, &account, &asked, Decision::Deny, &e.message);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn get_token_inner(
+        &self,
+        caller: &Caller,
+        p: GetTokenParams,
+    ) -> Result<(TokenReply, String), BrokerError> {
         if p.min_ttl > MAX_MIN_TTL {
             return Err(err(
                 ErrorKind::InvalidArgument,
@@ -282,19 +370,42 @@ impl Broker {
                 ),
             ));
         }
-        let (_, acct, prov) = self.account(&p.account)?;
-        let key = self.normalize_scopes(&acct, &prov, &p.scopes)?;
+        let (config, acct, prov) = self.account(&p.account)?;
+        let requested = self.normalize_scopes(&acct, &prov, &p.scopes)?;
+        let verdict = policy::decide(
+            &self.inner.trusted,
+            caller,
+            &p.account,
+            &acct,
+            &prov,
+            &requested,
+            !p.scopes.is_empty(),
+        );
+        let (key, rule) = match verdict {
+            Verdict::Allow { scopes, rule } => (scopes, rule),
+            Verdict::Deny(m) => return Err(err(ErrorKind::Denied, m)),
+            Verdict::Ask { scopes } => {
+                let rule = self.ask_consent(caller, &p.account, &scopes).await?;
+                (scopes, rule)
+            }
+        };
         let min_ttl = u64::from(p.min_ttl);
         let slot = self.slot(&p.account);
+        let proactive = config.engine.proactive_refresh;
 
         let reply = match slot.lookup(&key, min_ttl, now_unix()) {
             Lookup::Hit { reply, refresh_due } => {
-                if refresh_due {
-                    self.spawn_refresh(p.account.clone(), key.clone(), None);
+                if refresh_due && proactive {
+                    self.spawn_refresh(p.account.clone(), key.clone());
                 }
                 reply
             }
             Lookup::Miss => {
+                // A min_ttl the server's tokens cannot meet would only burn a refresh.
+                let known = slot.lock().last_lifetime;
+                if let Some(life) = known.filter(|l| min_ttl + MIN_REMAINING > *l) {
+                    return Err(too_long(&p.account, life, min_ttl));
+                }
                 let _flight = slot.flight.lock().await;
                 // Another request may have refreshed while this one waited.
                 match slot.lookup(&key, min_ttl, now_unix()) {
@@ -305,31 +416,221 @@ impl Broker {
                             .await?;
                         let left = reply.expires_at.saturating_sub(now_unix());
                         if left < min_ttl {
-                            return Err(err(
-                                ErrorKind::InvalidArgument,
-                                format!(
-                                    "the server issues tokens for account {:?} valid for {left} s, less than the min_ttl of {min_ttl} s",
-                                    p.account
-                                ),
-                            ));
+                            return Err(too_long(&p.account, left, min_ttl));
                         }
                         reply
                     }
                 }
             }
         };
-        tracing::info!(
-            target: "tokenbroker::audit",
-            decision = "allow",
-            uid = caller.uid,
-            pid = caller.pid,
-            exe = %caller.exe_display(),
-            transport = caller.transport,
-            account = %p.account,
-            scopes = %reply.scopes.join(" "),
-            "access token handed out"
+        Ok((reply, rule))
+    }
+
+    /// Hold the request until a consent agent answers for the user, or the time runs out.
+    async fn ask_consent(
+        &self,
+        caller: &Caller,
+        account: &str,
+        scopes: &ScopeKey,
+    ) -> Result<String, BrokerError> {
+        let exe = policy::exe_key(caller).unwrap_or_default();
+        let consents = &self.inner.consents;
+        if consents.agents.load(Ordering::SeqCst) == 0 {
+            return Err(err(
+                ErrorKind::Denied,
+                format!(
+                    "{exe} has no policy for account {account:?} and no consent agent (the tray, or `tokenbroker consent watch`) is running to ask the user: allow it with `tokenbroker allow {account} --app {exe}{}`",
+                    scopes.iter().map(|s| format!(" --scope {s}")).collect::<String>()
+                ),
+            ));
+        }
+        let timeout = self.config().policy.consent_timeout_secs;
+        let id = consents.next.fetch_add(1, Ordering::SeqCst) + 1;
+        let request = ConsentRequest {
+            id,
+            account: account.to_owned(),
+            exe: exe.clone(),
+            pid: caller.pid,
+            uid: caller.uid,
+            scopes: scopes.clone(),
+            transport: caller.transport.to_owned(),
+            expires_at: now_unix() + timeout,
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        lock(&consents.pending).insert(
+            id,
+            PendingConsent {
+                request: request.clone(),
+                tx,
+            },
         );
-        Ok(reply)
+        tracing::info!(id, account = %account, exe = %exe, "asking the user for consent");
+        self.emit(Event::ConsentRequired(request));
+        let answer = tokio::time::timeout(Duration::from_secs(timeout), rx).await;
+        lock(&consents.pending).remove(&id);
+        match answer {
+            Ok(Ok(ConsentAnswer::AllowOnce)) => Ok("allowed once by the user".into()),
+            Ok(Ok(ConsentAnswer::AllowAlways)) => {
+                self.write_app_rule(account, &exe, Some((AppAccess::Allow, scopes.clone())))
+                    .await?;
+                Ok("allowed always by the user".into())
+            }
+            Ok(Ok(ConsentAnswer::Deny)) => Err(err(
+                ErrorKind::Denied,
+                format!("the user denied {exe} access to account {account:?}"),
+            )),
+            Ok(Err(_)) | Err(_) => Err(err(
+                ErrorKind::Denied,
+                format!(
+                    "nobody answered the consent request for {exe} on account {account:?} within {timeout} s"
+                ),
+            )),
+        }
+    }
+
+    /// A consent agent's connection: counted while it lives.
+    pub fn consent_agent(&self) -> AgentGuard {
+        self.inner.consents.agents.fetch_add(1, Ordering::SeqCst);
+        AgentGuard {
+            broker: self.clone(),
+        }
+    }
+
+    pub fn list_consents(&self, caller: &Caller) -> Result<Vec<ConsentRequest>, BrokerError> {
+        self.require_trusted(caller, "see consent requests")?;
+        let mut v: Vec<ConsentRequest> = lock(&self.inner.consents.pending)
+            .values()
+            .map(|p| p.request.clone())
+            .collect();
+        v.sort_by_key(|r| r.id);
+        Ok(v)
+    }
+
+    pub fn answer_consent(
+        &self,
+        caller: &Caller,
+        id: u64,
+        answer: ConsentAnswer,
+    ) -> Result<Done, BrokerError> {
+        self.require_trusted(caller, "answer consent requests")?;
+        let pending = lock(&self.inner.consents.pending).remove(&id);
+        let Some(p) = pending else {
+            return Err(err(
+                ErrorKind::InvalidArgument,
+                format!("no pending consent request {id}: it was answered or timed out"),
+            ));
+        };
+        tracing::info!(id, answer = ?answer, exe = %p.request.exe, account = %p.request.account, "consent answered");
+        let _ = p.tx.send(answer);
+        Ok(Done {})
+    }
+
+    /// Only the user's own tokenbroker tools may change policy, answer consent, or administer.
+    pub fn require_trusted(&self, caller: &Caller, what: &str) -> Result<(), BrokerError> {
+        let ok = caller.transport == "internal"
+            || policy::exe_key(caller)
+                .map(|e| self.inner.trusted.contains(std::path::Path::new(&e)))
+                .unwrap_or(false);
+        if ok {
+            Ok(())
+        } else {
+            Err(err(
+                ErrorKind::Denied,
+                format!(
+                    "only the tokenbroker CLI or tray may {what}; {} may not",
+                    caller.exe_display()
+                ),
+            ))
+        }
+    }
+
+    // ---- policy ----
+
+    pub fn get_policy(
+        &self,
+        caller: &Caller,
+        account: Option<&str>,
+    ) -> Result<Vec<AppPolicy>, BrokerError> {
+        self.require_trusted(caller, "read the policy")?;
+        if let Some(a) = account {
+            self.account(a)?;
+        }
+        let config = self.config();
+        Ok(config
+            .accounts
+            .iter()
+            .filter(|(n, _)| account.is_none_or(|a| a == n.as_str()))
+            .flat_map(|(n, a)| {
+                a.apps.iter().map(move |(exe, r)| AppPolicy {
+                    account: n.clone(),
+                    exe: exe.clone(),
+                    access: r.access,
+                    scopes: r.scopes.clone(),
+                })
+            })
+            .collect())
+    }
+
+    pub async fn set_app_policy(&self, caller: &Caller, p: AppPolicy) -> Result<Done, BrokerError> {
+        self.require_trusted(caller, "change the policy")?;
+        check_app_path(&p.exe).map_err(|m| err(ErrorKind::InvalidArgument, m))?;
+        for s in &p.scopes {
+            check_scope(s).map_err(|m| err(ErrorKind::InvalidArgument, m))?;
+        }
+        self.write_app_rule(&p.account, &p.exe, Some((p.access, scope_key(&p.scopes))))
+            .await?;
+        tracing::info!(target: "tokenbroker::audit", uid = caller.uid, account = %p.account, exe = %p.exe, access = ?p.access, "policy set");
+        Ok(Done {})
+    }
+
+    pub async fn remove_app_policy(
+        &self,
+        caller: &Caller,
+        account: &str,
+        exe: &str,
+    ) -> Result<Done, BrokerError> {
+        self.require_trusted(caller, "change the policy")?;
+        self.write_app_rule(account, exe, None).await?;
+        Ok(Done {})
+    }
+
+    /// Set (or with None remove) one app's rule in the account's config.
+    async fn write_app_rule(
+        &self,
+        account: &str,
+        exe: &str,
+        rule: Option<(AppAccess, ScopeKey)>,
+    ) -> Result<(), BrokerError> {
+        let _admin = self.inner.admin.lock().await;
+        let (_, mut acct, _) = self.account(account)?;
+        match rule {
+            Some((access, scopes)) => {
+                acct.apps.insert(exe.to_owned(), AppRule { access, scopes });
+            }
+            None => {
+                if acct.apps.remove(exe).is_none() {
+                    return Err(err(
+                        ErrorKind::InvalidArgument,
+                        format!("account {account:?} has no policy for {}", shorten(exe)),
+                    ));
+                }
+            }
+        }
+        self.edit(Edit::Account(account.to_owned(), acct)).await
+    }
+
+    pub fn read_audit(
+        &self,
+        caller: &Caller,
+        q: &AuditQuery,
+    ) -> Result<Vec<AuditRecord>, BrokerError> {
+        self.require_trusted(caller, "read the audit log")?;
+        self.inner.audit.read(q).map_err(|e| {
+            err(
+                ErrorKind::Internal,
+                format!("cannot read the audit log: {e}"),
+            )
+        })
     }
 
     /// Get a new access token for `key` from the server. The caller holds the account's flight
@@ -403,9 +704,17 @@ impl Broker {
                     .await
                     .map_err(|e| err(ErrorKind::Store, e.to_string()))?;
                 let Some(rt) = stored else {
-                    let reason =
-                        "the account's access token expired and the server gave no refresh token"
-                            .to_owned();
+                    let reason = {
+                        let st = slot.lock();
+                        match (&st.sign_in_reason, st.tokens.is_empty()) {
+                            (Some(r), _) => r.clone(),
+                            (None, true) => "the account is not signed in".to_owned(),
+                            (None, false) => {
+                                "its access token expired and the server issues no refresh token"
+                                    .to_owned()
+                            }
+                        }
+                    };
                     return Err(self.needs_sign_in(name, slot, reason));
                 };
                 // Omit scope to keep the original grant; name it only to narrow.
@@ -428,6 +737,9 @@ impl Broker {
                                     )
                                 })?;
                                 tracing::info!(account = %name, "refresh token rotated");
+                                // Servers that rotate may revoke the access tokens issued with
+                                // the old refresh token (DOT does): drop them from the cache.
+                                slot.lock().tokens.clear();
                             }
                         }
                         Ok(resp)
@@ -489,6 +801,7 @@ impl Broker {
             jitter,
         );
         let scopes = resp.scopes.clone().unwrap_or_else(|| key.clone());
+        let resp_lifetime = resp.expires_in;
         let cached = Cached {
             token: resp.access_token,
             token_type: resp.token_type,
@@ -501,6 +814,7 @@ impl Broker {
             serial: 0,
         };
         let reply = cached.reply();
+        slot.lock().last_lifetime = Some(resp_lifetime);
         let serial = slot.insert(key.clone(), cached);
         if config.engine.proactive_refresh {
             let this = self.clone();
@@ -528,12 +842,13 @@ impl Broker {
             }
         };
         if due {
-            self.spawn_refresh(name, key, Some(serial));
+            self.spawn_refresh(name, key);
         }
     }
 
-    /// Refresh in the background, unless a refresh for this account is running already.
-    fn spawn_refresh(&self, name: String, key: ScopeKey, _serial: Option<u64>) {
+    /// Refresh in the background, unless a refresh for this account is running already. The new
+    /// token starts unused: it is refreshed again only if callers use it.
+    fn spawn_refresh(&self, name: String, key: ScopeKey) {
         let this = self.clone();
         tokio::spawn(async move {
             let Ok((_, acct, prov)) = this.account(&name) else {
@@ -543,7 +858,7 @@ impl Broker {
             let Ok(_flight) = slot.flight.try_lock() else {
                 return;
             };
-            match this.fetch(&name, &acct, &prov, &slot, key, true).await {
+            match this.fetch(&name, &acct, &prov, &slot, key, false).await {
                 Ok(_) => tracing::debug!(account = %name, "refreshed ahead of expiry"),
                 Err(e) => {
                     // Let a later request try again.
@@ -775,19 +1090,18 @@ impl Broker {
 
     // ---- admin ----
 
-    pub fn list_providers(&self) -> Vec<ProviderInfo> {
+    pub async fn list_providers(&self) -> Vec<ProviderInfo> {
         let config = self.config();
-        config
-            .providers
-            .iter()
-            .map(|(name, p)| {
-                let state = self.provider_state(name);
-                ProviderInfo {
-                    spec: p.to_spec(name),
-                    has_client_secret: matches!(state.secret.get(), Some(Some(_))),
-                }
-            })
-            .collect()
+        let mut out = Vec::with_capacity(config.providers.len());
+        for (name, p) in &config.providers {
+            // Looks in the secret store once per provider, then remembers.
+            let has_client_secret = matches!(self.client_secret(name, p).await, Ok(Some(_)));
+            out.push(ProviderInfo {
+                spec: p.to_spec(name),
+                has_client_secret,
+            });
+        }
+        out
     }
 
     pub async fn add_provider(
@@ -795,6 +1109,7 @@ impl Broker {
         caller: &Caller,
         params: AddProviderParams,
     ) -> Result<ProviderInfo, BrokerError> {
+        self.require_trusted(caller, "add providers")?;
         let name = params.provider.name.clone();
         check_name("provider", &name).map_err(|m| err(ErrorKind::InvalidArgument, m))?;
         let pc = ProviderConfig::from_spec(&params.provider);
@@ -824,12 +1139,9 @@ impl Broker {
         // Check the provider now, so that a typo in the issuer fails here and not at sign-in.
         let fresh = Arc::new(ProviderState::default());
         if pc.issuer.is_some() {
-            let ep = discover(&self.inner.http, &pc).await.map_err(|e| {
-                err(
-                    ErrorKind::NetworkError,
-                    format!("provider {name:?}: discovery failed: {e}"),
-                )
-            })?;
+            let ep = discover(&self.inner.http, &pc)
+                .await
+                .map_err(|e| discovery_failure(&name, &e))?;
             let _ = fresh.endpoints.set(ep);
         }
         let key = SecretKey::ClientSecret {
@@ -863,6 +1175,7 @@ impl Broker {
         caller: &Caller,
         p: SetClientSecretParams,
     ) -> Result<Done, BrokerError> {
+        self.require_trusted(caller, "set client secrets")?;
         let config = self.config();
         let prov = config
             .providers
@@ -905,6 +1218,7 @@ impl Broker {
     }
 
     pub async fn remove_provider(&self, caller: &Caller, name: &str) -> Result<Done, BrokerError> {
+        self.require_trusted(caller, "remove providers")?;
         let _admin = self.inner.admin.lock().await;
         let config = self.config();
         if !config.providers.contains_key(name) {
@@ -943,6 +1257,7 @@ impl Broker {
         caller: &Caller,
         spec: AccountSpec,
     ) -> Result<AccountInfo, BrokerError> {
+        self.require_trusted(caller, "add accounts")?;
         check_name("account", &spec.name).map_err(|m| err(ErrorKind::InvalidArgument, m))?;
         let ac = AccountConfig::from_spec(&spec);
         let _admin = self.inner.admin.lock().await;
@@ -977,6 +1292,7 @@ impl Broker {
     }
 
     pub async fn remove_account(&self, caller: &Caller, name: &str) -> Result<Done, BrokerError> {
+        self.require_trusted(caller, "remove accounts")?;
         self.account(name)?;
         // Sign out first: revoke at the server and delete the refresh token.
         match self.sign_out(caller, name).await {
@@ -1021,6 +1337,18 @@ impl Broker {
     }
 }
 
+fn discovery_failure(provider: &str, e: &crate::provider::DiscoveryError) -> BrokerError {
+    let kind = if e.is_network() {
+        ErrorKind::NetworkError
+    } else {
+        ErrorKind::ServerError
+    };
+    err(
+        kind,
+        format!("provider {provider:?}: discovery failed: {e}"),
+    )
+}
+
 /// One change to the config file.
 enum Edit {
     Provider(String, ProviderConfig),
@@ -1049,11 +1377,10 @@ fn grant_failure(account: &str, provider: &str, grant: &str, e: GrantError) -> B
             ErrorKind::ServerError,
             format!("the authorization server of provider {provider:?} failed the {grant} request for account {account:?}: {m}"),
         ),
-        GrantError::OAuth { error, status, .. } => {
+        GrantError::OAuth { error, .. } => {
             let kind = match error.as_str() {
                 "invalid_client" | "unauthorized_client" => ErrorKind::InvalidCredentials,
                 "invalid_scope" => ErrorKind::InvalidArgument,
-                _ if *status >= 500 => ErrorKind::ServerError,
                 _ => ErrorKind::ServerError,
             };
             let hint = match error.as_str() {

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tokenbroker_client::{AccountSpec, ClientAuth, Grant, ProviderSpec};
+use tokenbroker_client::{AccountSpec, AppAccess, ClientAuth, Grant, ProviderSpec};
 use url::Url;
 
 use crate::error::{Error, Result};
@@ -25,6 +25,8 @@ pub struct Config {
     pub http: HttpSettings,
     #[serde(default, skip_serializing_if = "EngineSettings::is_default")]
     pub engine: EngineSettings,
+    #[serde(default, skip_serializing_if = "PolicySettings::is_default")]
+    pub policy: PolicySettings,
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
     #[serde(default)]
@@ -86,6 +88,38 @@ impl EngineSettings {
     }
 }
 
+/// How apps that no policy names are handled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicySettings {
+    /// How long a token request waits for the user's consent before it is denied.
+    pub consent_timeout_secs: u64,
+}
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        Self {
+            consent_timeout_secs: 60,
+        }
+    }
+}
+
+impl PolicySettings {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// One app's rule for an account, keyed by the absolute path of its executable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppRule {
+    pub access: AppAccess,
+    /// The widest scopes the app may get; empty: the account's scopes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
@@ -115,6 +149,9 @@ pub struct AccountConfig {
     pub username: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
+    /// Per-app policy: executable path -> rule. Apps not named here are asked about.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub apps: BTreeMap<String, AppRule>,
 }
 
 impl ProviderConfig {
@@ -159,6 +196,7 @@ impl AccountConfig {
             grant: spec.grant,
             username: spec.username.clone(),
             scopes: spec.scopes.clone(),
+            apps: BTreeMap::new(),
         }
     }
 }
@@ -221,6 +259,18 @@ pub fn check_name(what: &str, name: &str) -> std::result::Result<(), String> {
     }
 }
 
+/// An app is named by the absolute path of its executable.
+pub fn check_app_path(exe: &str) -> std::result::Result<(), String> {
+    if exe.starts_with('/') && exe.len() <= 4096 && !exe.contains('\0') && !exe.ends_with('/') {
+        Ok(())
+    } else {
+        Err(format!(
+            "app {:?} must be the absolute path of an executable",
+            shorten(exe)
+        ))
+    }
+}
+
 /// At most 64 characters of a caller-supplied string, for error messages.
 pub fn shorten(s: &str) -> String {
     let mut out: String = s.chars().take(64).collect();
@@ -265,7 +315,10 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| line_of_offset(text, s.start)).unwrap_or(1);
             let mut message = e.message().trim().to_owned();
-            if message.contains("client_secret") || message.contains("password") || message.contains("refresh_token") {
+            let names_a_secret = ["client_secret", "password", "refresh_token", "access_token"]
+                .iter()
+                .any(|f| message.contains(&format!("unknown field `{f}`")));
+            if names_a_secret {
                 message.push_str(
                     "; secrets never go in the config: use `tokenbroker provider add --client-secret-stdin` and `tokenbroker login`",
                 );
@@ -282,11 +335,19 @@ impl Config {
                 ),
             ));
         }
+        if config.policy.consent_timeout_secs == 0 || config.policy.consent_timeout_secs > 3600 {
+            return Err(at(
+                locate.line(&["policy", "consent_timeout_secs"]),
+                "policy.consent_timeout_secs must be 1 to 3600".into(),
+            ));
+        }
         let h = &config.http;
         if h.timeout_secs == 0
             || h.connect_timeout_secs == 0
             || h.timeout_secs > 600
+            || h.connect_timeout_secs > 600
             || h.retries > 10
+            || h.retry_backoff_ms > 60_000
         {
             return Err(at(
                 locate.line(&["http"]),
@@ -412,6 +473,13 @@ impl AccountConfig {
         }
         for s in &self.scopes {
             check_scope(s).map_err(|m| ("scopes", format!("account {name:?}: {m}")))?;
+        }
+        for (exe, rule) in &self.apps {
+            check_app_path(exe).map_err(|m| ("apps", format!("account {name:?}: {m}")))?;
+            for s in &rule.scopes {
+                check_scope(s)
+                    .map_err(|m| ("apps", format!("account {name:?}, app {exe:?}: {m}")))?;
+            }
         }
         Ok(())
     }
@@ -750,6 +818,7 @@ grant = "client_credentials"
                 grant: Grant::Password,
                 username: Some("bob".into()),
                 scopes: vec![],
+                apps: BTreeMap::new(),
             },
         )
         .unwrap();

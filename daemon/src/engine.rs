@@ -64,6 +64,8 @@ pub struct SlotState {
     pub error: Option<String>,
     /// Why sign-in is needed, when the server said so.
     pub sign_in_reason: Option<String>,
+    /// The lifetime of the last token the server issued, in seconds.
+    pub last_lifetime: Option<u64>,
     pub next_serial: u64,
 }
 

@@ -77,13 +77,16 @@ impl Http {
         })
     }
 
+    /// POST to a token or revocation endpoint. A network error is retried only when the request
+    /// cannot have reached the server (no connection was made): a refresh that the server carried
+    /// out but whose reply was lost must not be sent again with the token it has just rotated.
     pub async fn post(
         &self,
         url: &Url,
         auth: Option<&HeaderValue>,
         body: Body,
     ) -> Result<Reply, NetError> {
-        self.send(|| {
+        self.send(false, || {
             let mut rb = self
                 .client
                 .post(url.clone())
@@ -101,7 +104,7 @@ impl Http {
     }
 
     pub async fn get(&self, url: &Url) -> Result<Reply, NetError> {
-        self.send(|| {
+        self.send(true, || {
             self.client
                 .get(url.clone())
                 .header(ACCEPT, "application/json")
@@ -111,7 +114,11 @@ impl Http {
 
     /// Send, retrying network errors and 5xx replies with exponential backoff and jitter. After
     /// the last attempt a 5xx reply is returned as it is, for the caller to report.
-    async fn send(&self, build: impl Fn() -> reqwest::RequestBuilder) -> Result<Reply, NetError> {
+    async fn send(
+        &self,
+        idempotent: bool,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Reply, NetError> {
         let attempts = self.settings.retries + 1;
         let mut last_err = NetError(String::from("no attempt made"));
         for attempt in 0..attempts {
@@ -128,17 +135,24 @@ impl Http {
                     tracing::debug!(status = reply.status, attempt, "server error, retrying");
                 }
                 Ok(reply) => return Ok(reply),
-                Err(e) => {
+                Err((e, sent)) => {
                     tracing::debug!(error = %e, attempt, "request failed");
                     last_err = e;
+                    if sent && !idempotent {
+                        break;
+                    }
                 }
             }
         }
         Err(last_err)
     }
 
-    async fn once(&self, rb: reqwest::RequestBuilder) -> Result<Reply, NetError> {
-        let mut resp = rb.send().await.map_err(describe)?;
+    /// One attempt. An error comes with whether the request may have reached the server.
+    async fn once(&self, rb: reqwest::RequestBuilder) -> Result<Reply, (NetError, bool)> {
+        let mut resp = rb
+            .send()
+            .await
+            .map_err(|e| (describe(&e), !e.is_connect()))?;
         let status = resp.status().as_u16();
         let content_type = resp
             .headers()
@@ -147,12 +161,13 @@ impl Http {
             .unwrap_or("")
             .to_owned();
         let mut body = Zeroizing::new(Vec::with_capacity(4096));
-        while let Some(chunk) = resp.chunk().await.map_err(describe)? {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| (describe(&e), true))? {
             if body.len() + chunk.len() > MAX_REPLY {
-                return Err(NetError(format!(
+                let e = NetError(format!(
                     "the server's reply is larger than {} KiB",
                     MAX_REPLY / 1024
-                )));
+                ));
+                return Err((e, true));
             }
             // Reserve ahead so that growing the buffer never leaves an unwiped copy behind.
             if body.capacity() - body.len() < chunk.len() {
@@ -172,7 +187,7 @@ impl Http {
 
 /// A network error in words, without the URL's query (which never holds a secret here, but
 /// reqwest's Display of some errors repeats the URL).
-fn describe(e: reqwest::Error) -> NetError {
+fn describe(e: &reqwest::Error) -> NetError {
     let what = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -185,7 +200,7 @@ fn describe(e: reqwest::Error) -> NetError {
         "failed"
     };
     let mut detail = String::new();
-    let mut src = std::error::Error::source(&e);
+    let mut src = std::error::Error::source(e);
     while let Some(s) = src {
         detail = s.to_string();
         src = s.source();

@@ -1,4 +1,5 @@
 //! tokenbrokerd: a local OAuth2 credential broker. See ../shared/DESIGN.md and docs/.
+pub mod audit;
 pub mod broker;
 pub mod caller;
 pub mod config;
@@ -8,6 +9,7 @@ pub mod grant;
 pub mod harden;
 pub mod http;
 pub mod ipc;
+pub mod policy;
 pub mod provider;
 pub mod run;
 pub mod store;

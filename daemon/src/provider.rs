@@ -18,6 +18,13 @@ pub struct Endpoints {
 #[error("{0}")]
 pub struct DiscoveryError(pub String);
 
+impl DiscoveryError {
+    /// Whether the issuer could not be reached at all (rather than answering wrongly).
+    pub fn is_network(&self) -> bool {
+        self.0.starts_with("cannot fetch")
+    }
+}
+
 /// The endpoints of a provider configured with explicit URLs, or None when it uses discovery.
 pub fn explicit_endpoints(p: &ProviderConfig) -> Result<Option<Endpoints>, DiscoveryError> {
     let Some(token) = &p.token_endpoint else {

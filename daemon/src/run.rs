@@ -34,6 +34,9 @@ pub struct Args {
     /// Serve the socket only, not D-Bus.
     #[arg(long)]
     pub no_dbus: bool,
+    /// The append-only audit file [default: $XDG_STATE_HOME/tokenbroker/audit.jsonl]
+    #[arg(long, value_name = "PATH")]
+    pub audit_file: Option<PathBuf>,
 }
 
 pub fn default_config_path() -> Option<PathBuf> {
@@ -84,6 +87,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         "hardened"
     );
 
+    let own_folder = args.socket.is_none();
     let socket_path = match args.socket {
         Some(p) => p,
         None => crate::ipc::socket::default_path()
@@ -104,6 +108,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         socket_path,
         args.replace,
         !args.no_dbus,
+        args.audit_file,
+        own_folder,
     ))
 }
 
@@ -113,13 +119,26 @@ async fn serve(
     socket_path: PathBuf,
     replace: bool,
     dbus: bool,
+    audit_path: Option<PathBuf>,
+    own_folder: bool,
 ) -> anyhow::Result<()> {
     let store = Store::new(Arc::new(Keyring::new()));
-    let broker = Broker::new(config_path.clone(), config, store).map_err(|e| anyhow::anyhow!(e))?;
+    let options = crate::broker::Options {
+        audit_path: audit_path.or_else(crate::audit::default_path),
+        trusted: crate::policy::Trusted::beside_daemon(),
+    };
+    let broker =
+        Broker::new(config_path.clone(), config, store, options).map_err(|e| anyhow::anyhow!(e))?;
     broker.load_states().await;
 
-    // D-Bus first: with --replace, taking the name over tells the old daemon to go, and it
-    // lets go of the socket too.
+    // The socket first, so that a caller that finds the D-Bus name finds the socket too. With
+    // --replace, D-Bus first: taking the name over tells the old daemon to go, and it lets go of
+    // the socket, which this one then binds.
+    let early = if replace {
+        None
+    } else {
+        Some(bind_socket(&socket_path, false, own_folder).await?)
+    };
     let mut name_lost = None;
     let _bus = if dbus {
         use crate::ipc::dbus::{start, Bus, StartError};
@@ -138,7 +157,10 @@ async fn serve(
         None
     };
 
-    let listener = bind_socket(&socket_path, replace).await?;
+    let listener = match early {
+        Some(l) => l,
+        None => bind_socket(&socket_path, replace, own_folder).await?,
+    };
     let ours = socket_identity(&socket_path);
     broker.set_socket_path(&socket_path);
     tracing::info!(socket = %socket_path.display(), config = %config_path.display(), "serving");
@@ -171,11 +193,12 @@ async fn serve(
 async fn bind_socket(
     path: &std::path::Path,
     replace: bool,
+    own_folder: bool,
 ) -> anyhow::Result<tokio::net::UnixListener> {
     let attempts = if replace { 50 } else { 1 };
     let mut last = None;
     for _ in 0..attempts {
-        match crate::ipc::socket::bind(path) {
+        match crate::ipc::socket::bind(path, own_folder) {
             Ok(l) => return Ok(l),
             Err(e) => last = Some(e),
         }

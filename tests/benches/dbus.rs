@@ -18,7 +18,12 @@ struct Echo;
 #[zbus::interface(name = "io.tokenbroker.Bench1")]
 impl Echo {
     /// Same signature and a reply of the same shape as GetToken.
-    fn echo(&self, account: String, scopes: Vec<String>, min_ttl: u32) -> (String, String, u64, Vec<String>) {
+    fn echo(
+        &self,
+        account: String,
+        scopes: Vec<String>,
+        min_ttl: u32,
+    ) -> (String, String, u64, Vec<String>) {
         let _ = (account, min_ttl);
         ("x".repeat(30), "Bearer".into(), 1_800_000_000, scopes)
     }
@@ -50,13 +55,41 @@ fn main() {
     let issuer = server.issuer();
     d.cli_ok(
         &[
-            "provider", "add", "dot", "--issuer", &issuer, "--client-id", PASSWORD_CLIENT_ID,
-            "--client-secret-stdin", "--allow-insecure-loopback", "--scope", "read",
+            "provider",
+            "add",
+            "dot",
+            "--issuer",
+            &issuer,
+            "--client-id",
+            PASSWORD_CLIENT_ID,
+            "--client-secret-stdin",
+            "--allow-insecure-loopback",
+            "--scope",
+            "read",
         ],
         Some(&format!("{PASSWORD_CLIENT_SECRET}\n")),
     );
-    d.cli_ok(&["account", "add", "me", "--provider", "dot", "--username", ALICE_USERNAME], None);
-    d.cli_ok(&["login", "me", "--password-stdin"], Some(&format!("{ALICE_PASSWORD}\n")));
+    d.cli_ok(
+        &[
+            "account",
+            "add",
+            "me",
+            "--provider",
+            "dot",
+            "--username",
+            ALICE_USERNAME,
+        ],
+        None,
+    );
+    d.cli_ok(
+        &["login", "me", "--password-stdin"],
+        Some(&format!("{ALICE_PASSWORD}\n")),
+    );
+    let me = std::env::current_exe().expect("own path");
+    d.cli_ok(
+        &["allow", "me", "--app", me.to_str().expect("utf-8 path")],
+        None,
+    );
 
     let _echo = zbus::blocking::connection::Builder::address(ss.bus_address())
         .and_then(|b| b.name("io.tokenbroker.Bench"))
@@ -99,8 +132,18 @@ fn main() {
     let us = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1e6);
     println!("| call (D-Bus, {N} sequential) | p50 µs | p99 µs | mean µs |");
     println!("| --- | --- | --- | --- |");
-    println!("| raw zbus echo (same signature) | {} | {} | {} |", us(e50), us(e99), us(emean));
-    println!("| cached GetToken | {} | {} | {} |", us(g50), us(g99), us(gmean));
+    println!(
+        "| raw zbus echo (same signature) | {} | {} | {} |",
+        us(e50),
+        us(e99),
+        us(emean)
+    );
+    println!(
+        "| cached GetToken | {} | {} | {} |",
+        us(g50),
+        us(g99),
+        us(gmean)
+    );
     let ratio = g50.as_secs_f64() / e50.as_secs_f64();
     println!(
         "\np50 ratio GetToken / echo: {ratio:.2} (target at most 1.5: {})",

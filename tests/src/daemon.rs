@@ -186,7 +186,10 @@ pub fn run_cli(
         .expect("spawn tokenbroker");
     if let Some(s) = stdin {
         let mut pipe = child.stdin.take().expect("piped stdin");
-        pipe.write_all(s.as_bytes()).expect("write stdin");
+        // A CLI that refuses before reading its input closes the pipe: that is not an error here.
+        if let Err(e) = pipe.write_all(s.as_bytes()) {
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write stdin: {e}");
+        }
     }
     child.wait_with_output().expect("wait for tokenbroker")
 }

@@ -160,9 +160,16 @@ fn socket_is_private_and_other_users_are_refused() {
     );
     let mut p = d.socket.clone();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
-    while p.pop() && p != std::path::Path::new("/") && p.starts_with(std::env::temp_dir()) {
+    // Only the test's own folders below the temp dir, never the temp dir itself.
+    let tmp = std::env::temp_dir();
+    while p.pop() && p.starts_with(&tmp) && p != tmp {
         let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o711));
     }
+    assert_eq!(
+        std::fs::metadata(&tmp).unwrap().permissions().mode() & 0o7777,
+        0o1777,
+        "the temp dir is untouched"
+    );
     let out = std::process::Command::new("setpriv")
         .args([
             "--reuid=65534",

@@ -227,6 +227,18 @@ impl DbusService {
         state: &str,
     ) -> zbus::Result<()>;
 
+    /// A token request waits for the user: (request id, executable, pid, account, scopes).
+    /// Answer it with `tokenbroker consent answer ID allow-once|allow-always|deny`.
+    #[zbus(signal)]
+    async fn consent_required(
+        emitter: &SignalEmitter<'_>,
+        id: u64,
+        exe: &str,
+        pid: i32,
+        account: &str,
+        scopes: &[String],
+    ) -> zbus::Result<()>;
+
     #[zbus(signal)]
     async fn sign_in_required(
         emitter: &SignalEmitter<'_>,
@@ -312,6 +324,17 @@ pub async fn start(broker: Broker, bus: Bus, replace: bool) -> Result<Served, St
                 }
                 Ok(Event::SignInRequired { account, reason }) => {
                     DbusService::sign_in_required(&emitter, &account, &reason).await
+                }
+                Ok(Event::ConsentRequired(r)) => {
+                    DbusService::consent_required(
+                        &emitter,
+                        r.id,
+                        &r.exe,
+                        r.pid.unwrap_or(0),
+                        &r.account,
+                        &r.scopes,
+                    )
+                    .await
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(missed = n, "D-Bus signal forwarding fell behind");

@@ -26,7 +26,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use zeroize::Zeroize;
 
-use crate::broker::Broker;
+use crate::broker::{AgentGuard, Broker, Event};
 use crate::caller::{current_uid, exe_of, Caller};
 use crate::error::{Error, Result};
 
@@ -47,9 +47,11 @@ impl Default for SocketOptions {
     }
 }
 
-/// Create the socket's folder (0700) and bind the socket (0600). A live daemon on the same path
-/// is an error; a stale socket file is replaced.
-pub fn bind(path: &Path) -> Result<UnixListener> {
+/// Bind the socket (0600). Its folder is created 0700 when missing; with `own_folder` (the
+/// default `$XDG_RUNTIME_DIR/tokenbroker`) an existing folder must be ours and is made 0700,
+/// otherwise (a folder named by `--socket`) it is left as it is. A live daemon on the same path
+/// is an error; a stale socket is replaced; any other file there is an error.
+pub fn bind(path: &Path, own_folder: bool) -> Result<UnixListener> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let fail = |message: String| Error::Socket {
         path: path.to_owned(),
@@ -63,18 +65,25 @@ pub fn bind(path: &Path) -> Result<UnixListener> {
         .map_err(|e| fail(format!("cannot create its folder: {e}")))?;
     let meta =
         std::fs::metadata(dir).map_err(|e| fail(format!("cannot inspect its folder: {e}")))?;
-    if meta.uid() != current_uid() {
+    if own_folder && meta.uid() != current_uid() {
         return Err(fail(format!(
             "its folder {} belongs to uid {}, not to this user",
             dir.display(),
             meta.uid()
         )));
     }
-    if meta.permissions().mode() & 0o077 != 0 {
+    if own_folder && meta.permissions().mode() & 0o077 != 0 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| fail(format!("cannot make its folder private: {e}")))?;
     }
-    if path.exists() {
+    if let Ok(existing) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !existing.file_type().is_socket() {
+            return Err(fail(
+                "a file that is not a socket is in the way: move it or choose another --socket"
+                    .into(),
+            ));
+        }
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(fail(
                 "another tokenbrokerd is already serving it (stop it, or use --replace)".into(),
@@ -126,17 +135,53 @@ async fn refuse(mut stream: UnixStream, e: BrokerError) {
 }
 
 /// Identify the peer by the kernel. None when its credentials cannot be read.
+///
+/// The executable is read through the peer's pidfd (SO_PEERPIDFD, Linux 6.5+) where the kernel
+/// offers one: the pidfd pins the process that connected, so a pid reused after it exited cannot
+/// pass for it. Older kernels: through the pid from SO_PEERCRED.
 fn identify(stream: &UnixStream) -> Option<Caller> {
     let cred = stream.peer_cred().ok()?;
-    let pid = cred.pid();
+    let (pid, exe) = match peer_pidfd_exe(stream) {
+        Some((pid, exe)) => (Some(pid), Some(exe)),
+        None => (cred.pid(), cred.pid().and_then(exe_of)),
+    };
     Some(Caller {
         uid: cred.uid(),
         gid: cred.gid(),
         pid,
-        exe: pid.and_then(exe_of),
+        exe,
         transport: "socket",
         client_hint: None,
     })
+}
+
+#[cfg(target_os = "linux")]
+fn peer_pidfd_exe(stream: &UnixStream) -> Option<(i32, std::path::PathBuf)> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    const SO_PEERPIDFD: libc::c_int = 77;
+    let mut fd: libc::c_int = -1;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `fd`.
+    let r = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_PEERPIDFD,
+            (&mut fd as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 || fd < 0 {
+        return None;
+    }
+    // SAFETY: the kernel just gave us this new descriptor; we own it.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    crate::caller::exe_of_pidfd(std::os::fd::AsFd::as_fd(&owned))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn peer_pidfd_exe(_stream: &UnixStream) -> Option<(i32, std::path::PathBuf)> {
+    None
 }
 
 async fn connection(stream: UnixStream, broker: Broker, opts: &SocketOptions) {
@@ -170,10 +215,35 @@ async fn connection(stream: UnixStream, broker: Broker, opts: &SocketOptions) {
     let mut reader = LineReader::new(read);
     let mut line: Vec<u8> = Vec::with_capacity(1024);
     let mut greeted = false;
+    let mut subscribe: Option<SubscribeParams> = None;
+    let mut events: Option<tokio::sync::broadcast::Receiver<Event>> = None;
+    let mut _agent: Option<AgentGuard> = None;
     loop {
         line.zeroize();
         line.clear();
-        let read = tokio::time::timeout(opts.read_timeout, reader.read_line(&mut line)).await;
+        let read = match events.as_mut() {
+            None => tokio::time::timeout(opts.read_timeout, reader.read_line(&mut line)).await,
+            // A subscribed connection waits as long as it likes, and gets events meanwhile.
+            // read_line is cancel-safe: bytes already read stay in `line`.
+            Some(rx) => loop {
+                tokio::select! {
+                    r = reader.read_line(&mut line) => break Ok(r),
+                    ev = rx.recv() => match ev {
+                        Ok(ev) => {
+                            if write.write_all(&notification_line(&ev)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!(missed = n, "a subscriber fell behind");
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            break Ok(Err(LineError::Eof));
+                        }
+                    },
+                }
+            },
+        };
         let outcome = match read {
             Err(_) => {
                 tracing::debug!(pid = caller.pid, "connection idle past the read timeout");
@@ -192,9 +262,17 @@ async fn connection(stream: UnixStream, broker: Broker, opts: &SocketOptions) {
         };
         let (reply, keep_open) = match outcome {
             Err(e) => (error_line(serde_json::Value::Null, e), false),
-            Ok(()) => handle(&line, &broker, &mut caller, &mut greeted).await,
+            Ok(()) => handle(&line, &broker, &mut caller, &mut greeted, &mut subscribe).await,
         };
         line.zeroize();
+        if events.is_none() {
+            if let Some(sub) = &subscribe {
+                events = Some(broker.subscribe());
+                if sub.consent_agent {
+                    _agent = Some(broker.consent_agent());
+                }
+            }
+        }
         let mut reply = reply;
         let written = write.write_all(&reply).await;
         reply.zeroize();
@@ -203,6 +281,30 @@ async fn connection(stream: UnixStream, broker: Broker, opts: &SocketOptions) {
         }
     }
     line.zeroize();
+}
+
+/// An event as a JSON-RPC notification line.
+fn notification_line(ev: &Event) -> Vec<u8> {
+    let n = match ev.clone() {
+        Event::AccountChanged { account, state } => Notification::AccountChanged { account, state },
+        Event::SignInRequired { account, reason } => {
+            Notification::SignInRequired { account, reason }
+        }
+        Event::ConsentRequired(request) => Notification::ConsentRequired { request },
+    };
+    let method = match &n {
+        Notification::AccountChanged { .. } => "AccountChanged",
+        Notification::SignInRequired { .. } => "SignInRequired",
+        Notification::ConsentRequired { .. } => "ConsentRequired",
+    };
+    let mut v = serde_json::to_vec(&tokenbroker_client::protocol::Event {
+        jsonrpc: "2.0".into(),
+        method: method.into(),
+        params: n,
+    })
+    .unwrap_or_default();
+    v.push(b'\n');
+    v
 }
 
 enum LineError {
@@ -337,6 +439,7 @@ async fn handle(
     broker: &Broker,
     caller: &mut Caller,
     greeted: &mut bool,
+    subscribe: &mut Option<SubscribeParams>,
 ) -> (Vec<u8>, bool) {
     let req: RawRequest = match serde_json::from_slice(line) {
         Ok(r) => r,
@@ -388,7 +491,7 @@ async fn handle(
             false,
         );
     }
-    match dispatch(req.method, req.params, broker, caller, greeted).await {
+    match dispatch(req.method, req.params, broker, caller, greeted, subscribe).await {
         Ok(reply) => (reply(id), true),
         Err(Failure::Rpc(e)) => (error_line(id, e), true),
         Err(Failure::Broker(e)) => (error_line(id, RpcError::from(&e)), true),
@@ -427,6 +530,7 @@ async fn dispatch(
     broker: &Broker,
     caller: &mut Caller,
     greeted: &mut bool,
+    subscribe: &mut Option<SubscribeParams>,
 ) -> std::result::Result<Reply, Failure> {
     match method {
         methods::HELLO => {
@@ -461,7 +565,33 @@ async fn dispatch(
             ok(broker.sign_out(caller, &p.account).await?)
         }
         methods::ADD_PROVIDER => ok(broker.add_provider(caller, params(raw)?).await?),
-        methods::LIST_PROVIDERS => ok(broker.list_providers()),
+        methods::LIST_PROVIDERS => ok(broker.list_providers().await),
+        methods::SET_APP_POLICY => ok(broker.set_app_policy(caller, params(raw)?).await?),
+        methods::REMOVE_APP_POLICY => {
+            let p: RemoveAppPolicyParams = params(raw)?;
+            ok(broker.remove_app_policy(caller, &p.account, &p.exe).await?)
+        }
+        methods::GET_POLICY => {
+            let p: PolicyQuery = params(raw)?;
+            ok(broker.get_policy(caller, p.account.as_deref())?)
+        }
+        methods::LIST_CONSENTS => ok(broker.list_consents(caller)?),
+        methods::ANSWER_CONSENT => {
+            let p: AnswerConsentParams = params(raw)?;
+            ok(broker.answer_consent(caller, p.id, p.answer)?)
+        }
+        methods::READ_AUDIT => {
+            let p: AuditQuery = params(raw)?;
+            ok(broker.read_audit(caller, &p)?)
+        }
+        methods::SUBSCRIBE => {
+            let p: SubscribeParams = params(raw)?;
+            if p.consent_agent {
+                broker.require_trusted(caller, "act as a consent agent")?;
+            }
+            *subscribe = Some(p);
+            ok(Done {})
+        }
         methods::REMOVE_PROVIDER => {
             let p: NameParams = params(raw)?;
             ok(broker.remove_provider(caller, &p.name).await?)
