@@ -669,15 +669,11 @@ fn provider(socket: &Option<PathBuf>, cmd: ProviderCmd) -> Result<(), Failure> {
 pub(crate) fn print_token(t: &TokenReply, json: bool) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
     let written = if json {
-        let v = serde_json::json!({
-            "access_token": t.access_token.expose(),
-            "token_type": t.token_type,
-            "expires_at": t.expires_at,
-            "scopes": t.scopes,
-        });
-        let mut s = v.to_string();
-        let r = writeln!(out, "{s}");
-        s.zeroize();
+        // The reply type serializes exactly these fields; sized exactly and wiped after use.
+        let mut line = tokenbroker_client::protocol::to_line(t)
+            .map_err(|e| Failure::Other(format!("cannot encode the token: {e}")))?;
+        let r = out.write_all(&line);
+        line.zeroize();
         r
     } else {
         writeln!(out, "{}", t.access_token.expose())

@@ -138,14 +138,13 @@ impl Client {
     ) -> Result<R, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
-        let mut line = serde_json::to_vec(&Request {
+        let mut line = crate::protocol::to_line(&Request {
             jsonrpc: "2.0",
             id,
             method,
             params,
         })
         .map_err(|e| ClientError::Protocol(format!("cannot encode request: {e}")))?;
-        line.push(b'\n');
         let written = self.write_all(&line);
         line.zeroize();
         written?;

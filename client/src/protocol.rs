@@ -65,15 +65,39 @@ impl<'de> Deserialize<'de> for Version {
     }
 }
 
+/// Serialize `value` as one protocol line (JSON and a newline) into a buffer sized exactly
+/// beforehand, so that it never reallocates and leaves an unwiped copy of a secret behind. The
+/// caller wipes the buffer when done with it.
+pub fn to_line<T: Serialize>(value: &T) -> serde_json::Result<Vec<u8>> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value)?;
+    let mut out = Vec::with_capacity(count.0 + 1);
+    serde_json::to_writer(&mut out, value)?;
+    out.push(b'\n');
+    Ok(out)
+}
+
 /// A request as read off the wire: the params stay raw until the method is known, so that a
 /// secret in them is parsed once, straight into its zeroizing type, from the connection's buffer.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRequest<'a> {
-    pub jsonrpc: &'a str,
+    #[serde(borrow)]
+    pub jsonrpc: std::borrow::Cow<'a, str>,
     #[serde(default)]
     pub id: Option<serde_json::Value>,
-    pub method: &'a str,
+    #[serde(borrow)]
+    pub method: std::borrow::Cow<'a, str>,
     #[serde(borrow, default)]
     pub params: Option<&'a RawValue>,
 }
@@ -221,6 +245,29 @@ mod tests {
         assert!(v(1, 3).compatible_with(v(1, 0)));
         assert!(!v(1, 0).compatible_with(v(2, 0)));
         assert!(v(1, 9) < v(1, 10), "ordering is numeric, not textual");
+    }
+
+    #[test]
+    fn lines_are_sized_exactly() {
+        let v = serde_json::json!({"password": "p&ss=w+rd \u{fc}", "n": [1, 2, 3]});
+        let line = to_line(&v).unwrap();
+        assert_eq!(
+            line.len(),
+            line.capacity(),
+            "no spare capacity: it never grew"
+        );
+        assert_eq!(line.last(), Some(&b'\n'));
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&line).unwrap(),
+            v
+        );
+    }
+
+    #[test]
+    fn escaped_method_names_are_read() {
+        let req: RawRequest =
+            serde_json::from_str(r#"{"jsonrpc":"2.0","id":1,"method":"\u0048ello"}"#).unwrap();
+        assert_eq!(req.method, "Hello");
     }
 
     #[test]

@@ -410,11 +410,9 @@ fn result_line<R: Serialize>(id: serde_json::Value, result: R) -> Vec<u8> {
         result: Some(result),
         error: None,
     };
-    match serde_json::to_vec(&resp) {
-        Ok(mut v) => {
-            v.push(b'\n');
-            v
-        }
+    // Exactly sized: a reply may hold an access token, and is wiped after it is written.
+    match tokenbroker_client::protocol::to_line(&resp) {
+        Ok(v) => v,
         Err(e) => error_line(
             id,
             rpc_error(
@@ -427,6 +425,12 @@ fn result_line<R: Serialize>(id: serde_json::Value, result: R) -> Vec<u8> {
 
 fn params<P: DeserializeOwned>(raw: Option<&serde_json::value::RawValue>) -> Result<P, RpcError> {
     let text = raw.map(|r| r.get()).unwrap_or("{}");
+    if !text.trim_start().starts_with('{') {
+        return Err(rpc_error(
+            codes::INVALID_PARAMS,
+            "params must be an object (by-name parameters)",
+        ));
+    }
     serde_json::from_str(text).map_err(|e| {
         // serde's message names the field, never a value of ours.
         rpc_error(codes::INVALID_PARAMS, format!("invalid params: {e}"))
@@ -491,7 +495,7 @@ async fn handle(
             false,
         );
     }
-    match dispatch(req.method, req.params, broker, caller, greeted, subscribe).await {
+    match dispatch(&req.method, req.params, broker, caller, greeted, subscribe).await {
         Ok(reply) => (reply(id), true),
         Err(Failure::Rpc(e)) => (error_line(id, e), true),
         Err(Failure::Broker(e)) => (error_line(id, RpcError::from(&e)), true),
