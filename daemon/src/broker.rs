@@ -876,6 +876,8 @@ impl Broker {
         account: &str,
         password: SecretText,
     ) -> Result<AccountInfo, BrokerError> {
+        // Otherwise an app could sign the account in to credentials of its own choosing.
+        self.require_trusted(caller, "sign in")?;
         let (_, acct, prov) = self.account(account)?;
         if acct.grant != Grant::Password {
             return Err(err(
@@ -958,6 +960,16 @@ impl Broker {
         account: &str,
     ) -> Result<SignOutReply, BrokerError> {
         let (_, acct, prov) = self.account(account)?;
+        // The user's own tools, and apps the account's policy allows.
+        let allowed_app = policy::exe_key(caller)
+            .and_then(|e| acct.apps.get(&e).map(|r| r.access == AppAccess::Allow))
+            .unwrap_or(false);
+        if !allowed_app {
+            self.require_trusted(
+                caller,
+                "sign out of an account whose policy does not allow it",
+            )?;
+        }
         let slot = self.slot(account);
         let _flight = slot.flight.lock().await;
         let rt_key = SecretKey::RefreshToken {

@@ -201,6 +201,21 @@ fn unknown_apps_are_asked_or_denied() {
     let (_, reply) = with_answer(&d, &agent, Path::new(SOCAT), &["read"], Some("deny"));
     assert!(denial(&reply).contains("the user denied"));
 
+    // An app with no rule can neither sign the account in (to credentials of its choosing) nor
+    // sign it out.
+    let v = app_call(
+        &d,
+        Path::new(SOCAT),
+        "SignIn",
+        r#"{"account":"me","password":"x"}"#,
+    );
+    assert!(denial(&v).contains("only the tokenbroker CLI or tray may sign in"));
+    let v = app_call(&d, Path::new(SOCAT), "SignOut", r#"{"account":"me"}"#);
+    denial(&v);
+    assert!(d
+        .cli_ok(&["accounts", "--json"], None)
+        .contains("signed_in"));
+
     // The self-declared client name ("tokenbroker-cli") buys nothing: the kernel's word counts.
     drop(agent);
     let msg = denial(&app_get_token(&d, Path::new(SOCAT), &[]));
@@ -253,23 +268,32 @@ fn allow_always_grants_exactly_the_allowed_scopes_and_copies_are_other_apps() {
     assert_eq!(request["exe"], SOCAT, "asked again once forgotten");
 
     // Only the user's own tools may change the policy: not the app itself.
-    let out = Command::new(SOCAT)
-        .args(["-t", "5", "-"])
+    let v = app_call(
+        &d,
+        Path::new(SOCAT),
+        "SetAppPolicy",
+        r#"{"account":"me","exe":"/usr/bin/socat","access":"allow"}"#,
+    );
+    assert!(denial(&v).contains("only the tokenbroker CLI or tray"));
+}
+
+/// `exe` (a socat) calls one method after Hello; returns its reply.
+fn app_call(d: &Daemon, exe: &Path, method: &str, params: &str) -> Value {
+    let input = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"Hello\",\"params\":{{\"protocol\":\"1.0\"}}}}\n{{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"{method}\",\"params\":{params}}}\n"
+    );
+    let mut child = Command::new(exe)
+        .args(["-t", "10", "-"])
         .arg(format!("UNIX-CONNECT:{}", d.socket.display()))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
-        .and_then(|mut c| {
-            std::io::Write::write_all(
-                &mut c.stdin.take().unwrap(),
-                b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"Hello\",\"params\":{\"protocol\":\"1.0\"}}\n{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"SetAppPolicy\",\"params\":{\"account\":\"me\",\"exe\":\"/usr/bin/socat\",\"access\":\"allow\"}}\n",
-            )?;
-            c.wait_with_output()
-        })
         .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
-    assert!(denial(&v).contains("only the tokenbroker CLI or tray"));
+    serde_json::from_str(text.lines().nth(1).unwrap_or("null")).unwrap()
 }
 
 #[test]
