@@ -59,6 +59,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per run: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Manage providers (authorization servers)
@@ -132,6 +134,12 @@ pub(crate) enum Command {
     /// Answer apps' requests for tokens that no policy covers
     #[command(subcommand)]
     Consent(ConsentCmd),
+    /// Ask the provider whether ACCOUNT's current access token is active (RFC 7662)
+    Introspect {
+        account: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the audit log: every token handed out and every denial
     #[command(
         after_help = "Examples:\n  tokenbroker audit --since 1h\n  tokenbroker audit --json --since 1700000000"
@@ -178,7 +186,16 @@ pub(crate) struct JsonFlag {
 enum AuthArg {
     Basic,
     Post,
+    #[value(name = "private_key_jwt")]
+    PrivateKeyJwt,
     None,
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))
 }
 
 impl From<AuthArg> for ClientAuth {
@@ -186,11 +203,13 @@ impl From<AuthArg> for ClientAuth {
         match a {
             AuthArg::Basic => ClientAuth::ClientSecretBasic,
             AuthArg::Post => ClientAuth::ClientSecretPost,
+            AuthArg::PrivateKeyJwt => ClientAuth::PrivateKeyJwt,
             AuthArg::None => ClientAuth::None,
         }
     }
 }
 
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub(crate) enum ProviderCmd {
     /// Add a provider, by issuer (discovery) or by explicit endpoints
@@ -199,11 +218,23 @@ pub(crate) enum ProviderCmd {
     )]
     Add {
         name: String,
+        /// A vendor preset (see `provider presets`): endpoints and request details from --base-url
+        #[arg(long, value_name = "P", requires = "base_url", conflicts_with_all = ["issuer", "token_endpoint"])]
+        preset: Option<String>,
+        /// The tenant or server root, with --preset
+        #[arg(long, value_name = "URL", requires = "preset")]
+        base_url: Option<String>,
+        /// CyberArk: the OAuth2 custom application's id
+        #[arg(long, value_name = "ID", requires = "preset")]
+        app_id: Option<String>,
+        /// ForgeRock sub-realm, or Keycloak realm
+        #[arg(long, value_name = "NAME", requires = "preset")]
+        realm: Option<String>,
         /// The issuer, for RFC 8414 / OpenID Connect discovery
         #[arg(
             long,
             conflicts_with = "token_endpoint",
-            required_unless_present = "token_endpoint"
+            required_unless_present_any = ["token_endpoint", "preset"]
         )]
         issuer: Option<String>,
         /// The token endpoint, when the server publishes no metadata
@@ -217,9 +248,18 @@ pub(crate) enum ProviderCmd {
         introspection_endpoint: Option<String>,
         #[arg(long)]
         client_id: String,
-        /// How the broker authenticates to the token endpoint
-        #[arg(long, value_enum, default_value = "basic")]
-        client_auth: AuthArg,
+        /// How the broker authenticates to the token endpoint [default: the preset's; basic]
+        #[arg(long, value_enum)]
+        client_auth: Option<AuthArg>,
+        /// private_key_jwt: the client's private key (PEM, RSA or EC P-256; mode 0600)
+        #[arg(long, value_name = "PATH")]
+        client_key: Option<PathBuf>,
+        /// private_key_jwt: the key id (`kid`) the server knows the key by
+        #[arg(long, value_name = "KID", requires = "client_key")]
+        client_key_id: Option<String>,
+        /// An extra token request parameter (repeat), e.g. --param auth_chain=ldapService
+        #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+        params: Vec<(String, String)>,
         /// Read the client secret from the first line of standard input
         #[arg(long)]
         client_secret_stdin: bool,
@@ -232,6 +272,8 @@ pub(crate) enum ProviderCmd {
     },
     /// List providers
     List(JsonFlag),
+    /// List the vendor presets
+    Presets(JsonFlag),
     /// Remove a provider (its accounts first) and its client secret
     Remove { name: String },
     /// Set or replace a provider's client secret (read from standard input or the terminal)
@@ -509,6 +551,24 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
             }
         }
+        Command::Introspect { account, json } => {
+            let r = connect(&cli.socket)?.introspect(&account)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                return Ok(());
+            }
+            println!("active: {}", r.active);
+            if let Some(s) = &r.scope {
+                println!("scope: {s}");
+            }
+            if let Some(e) = r.exp {
+                println!("expires_at: {e}");
+            }
+            if let Some(u) = &r.username {
+                println!("username: {u}");
+            }
+            Ok(())
+        }
         Command::Audit { since, json } => {
             let since = match since {
                 Some(t) => parse_since(&t).ok_or_else(|| {
@@ -564,22 +624,33 @@ fn provider(socket: &Option<PathBuf>, cmd: ProviderCmd) -> Result<(), Failure> {
     match cmd {
         ProviderCmd::Add {
             name,
+            preset,
+            base_url,
+            app_id,
+            realm,
             issuer,
             token_endpoint,
             revocation_endpoint,
             introspection_endpoint,
             client_id,
             client_auth,
+            client_key,
+            client_key_id,
+            params,
             client_secret_stdin,
             scopes,
             allow_insecure_loopback,
         } => {
-            let client_auth = ClientAuth::from(client_auth);
-            if client_secret_stdin && !client_auth.needs_secret() {
+            let client_auth = client_auth.map(ClientAuth::from);
+            if client_secret_stdin && client_auth.is_some_and(|a| !a.needs_secret()) {
                 return Err(Failure::Usage(
-                    "--client-secret-stdin makes no sense with --client-auth none".into(),
+                    "--client-secret-stdin goes with --client-auth basic or post".into(),
                 ));
             }
+            let client_key = match client_key {
+                Some(k) => Some(app_path(&k)?),
+                None => None,
+            };
             let client_secret = if client_secret_stdin {
                 Some(read_secret_line("client secret")?)
             } else {
@@ -589,23 +660,50 @@ fn provider(socket: &Option<PathBuf>, cmd: ProviderCmd) -> Result<(), Failure> {
             let info = c.add_provider(&AddProviderParams {
                 provider: ProviderSpec {
                     name,
+                    preset,
+                    base_url,
+                    app_id,
+                    realm,
                     issuer,
                     token_endpoint,
                     revocation_endpoint,
                     introspection_endpoint,
                     client_id,
                     client_auth,
+                    client_key,
+                    client_key_id,
+                    params: params.into_iter().collect(),
                     scopes,
                     allow_insecure_loopback,
                 },
                 client_secret,
             })?;
             println!("added provider {}", info.spec.name);
-            if client_auth.needs_secret() && !info.has_client_secret {
+            let resolved = info.spec.client_auth.unwrap_or_default();
+            if resolved.needs_secret() && !info.has_client_secret {
                 eprintln!(
                     "tokenbroker: note: no client secret stored yet: `tokenbroker provider set-secret {}`",
                     info.spec.name
                 );
+            }
+            Ok(())
+        }
+        ProviderCmd::Presets(j) => {
+            let presets = connect(socket)?.list_presets()?;
+            if j.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&presets).unwrap_or_default()
+                );
+                return Ok(());
+            }
+            for p in presets {
+                let needs = if p.requires.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (needs --{})", p.requires.join(", --").replace('_', "-"))
+                };
+                println!("{}\t{}{needs}", p.name, p.description);
             }
             Ok(())
         }
@@ -633,8 +731,8 @@ fn provider(socket: &Option<PathBuf>, cmd: ProviderCmd) -> Result<(), Failure> {
                     s.name,
                     at,
                     s.client_id,
-                    s.client_auth.as_str(),
-                    if s.client_auth.needs_secret() && !p.has_client_secret {
+                    s.client_auth.unwrap_or_default().as_str(),
+                    if s.client_auth.unwrap_or_default().needs_secret() && !p.has_client_secret {
                         ", no secret"
                     } else {
                         ""

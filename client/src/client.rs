@@ -299,6 +299,19 @@ impl Client {
         self.call(methods::ANSWER_CONSENT, &AnswerConsentParams { id, answer })
     }
 
+    pub fn introspect(&mut self, account: &str) -> Result<IntrospectReply, ClientError> {
+        self.call(
+            methods::INTROSPECT,
+            &AccountParams {
+                account: account.to_owned(),
+            },
+        )
+    }
+
+    pub fn list_presets(&mut self) -> Result<Vec<PresetInfo>, ClientError> {
+        self.call(methods::LIST_PRESETS, &serde_json::json!({}))
+    }
+
     pub fn read_audit(&mut self, q: &AuditQuery) -> Result<Vec<AuditRecord>, ClientError> {
         self.call(methods::READ_AUDIT, q)
     }

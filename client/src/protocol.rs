@@ -196,6 +196,8 @@ pub mod methods {
     pub const LIST_CONSENTS: &str = "ListConsents";
     pub const ANSWER_CONSENT: &str = "AnswerConsent";
     pub const READ_AUDIT: &str = "ReadAudit";
+    pub const INTROSPECT: &str = "Introspect";
+    pub const LIST_PRESETS: &str = "ListPresets";
 }
 
 #[cfg(test)]

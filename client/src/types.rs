@@ -132,6 +132,8 @@ pub enum ClientAuth {
     ClientSecretBasic,
     /// `client_id` and `client_secret` in the request body.
     ClientSecretPost,
+    /// A JWT signed with the client's private key (RFC 7523): `client_assertion`.
+    PrivateKeyJwt,
     /// A public client: only `client_id` in the body.
     None,
 }
@@ -141,12 +143,17 @@ impl ClientAuth {
         match self {
             ClientAuth::ClientSecretBasic => "client_secret_basic",
             ClientAuth::ClientSecretPost => "client_secret_post",
+            ClientAuth::PrivateKeyJwt => "private_key_jwt",
             ClientAuth::None => "none",
         }
     }
 
+    /// Whether a client secret is needed (in the secret store).
     pub fn needs_secret(self) -> bool {
-        !matches!(self, ClientAuth::None)
+        matches!(
+            self,
+            ClientAuth::ClientSecretBasic | ClientAuth::ClientSecretPost
+        )
     }
 }
 
@@ -155,6 +162,15 @@ impl ClientAuth {
 #[serde(deny_unknown_fields)]
 pub struct ProviderSpec {
     pub name: String,
+    /// A vendor preset; none: generic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realm: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -164,12 +180,43 @@ pub struct ProviderSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub introspection_endpoint: Option<String>,
     pub client_id: String,
-    #[serde(default)]
-    pub client_auth: ClientAuth,
+    /// None: the preset's method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_auth: Option<ClientAuth>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub params: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     pub scopes: Vec<String>,
     #[serde(default)]
     pub allow_insecure_loopback: bool,
+}
+
+/// A preset as `tokenbroker provider presets` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PresetInfo {
+    pub name: String,
+    pub description: String,
+    /// Settings it needs besides base_url and client_id: "app_id", "realm".
+    pub requires: Vec<String>,
+    pub client_auth: ClientAuth,
+}
+
+/// RFC 7662 introspection of an account's current access token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IntrospectReply {
+    pub active: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

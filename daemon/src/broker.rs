@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use tokenbroker_client::{
     AccountInfo, AccountSpec, AccountState, AddProviderParams, AppAccess, AppPolicy, AuditQuery,
-    AuditRecord, BrokerError, ConsentAnswer, ConsentRequest, Decision, Done, ErrorKind,
-    GetTokenParams, Grant, ProviderInfo, SecretText, SetClientSecretParams, SignOutReply,
-    StatusReply, TokenReply, PROTOCOL_VERSION,
+    AuditRecord, BrokerError, ClientAuth, ConsentAnswer, ConsentRequest, Decision, Done, ErrorKind,
+    GetTokenParams, Grant, IntrospectReply, PresetInfo, ProviderInfo, SecretText,
+    SetClientSecretParams, SignOutReply, StatusReply, TokenReply, PROTOCOL_VERSION,
 };
 
+use crate::assertion::ClientKey;
 use crate::audit::Audit;
 use crate::caller::Caller;
 use crate::config::{
@@ -27,6 +28,7 @@ use crate::engine::{
 use crate::grant::{self, ClientCredentials, GrantError, TokenResponse};
 use crate::http::Http;
 use crate::policy::{self, Trusted, Verdict};
+use crate::preset::Dialect;
 use crate::provider::{discover, explicit_endpoints, Endpoints};
 use crate::store::{SecretKey, Store};
 
@@ -267,7 +269,7 @@ impl Broker {
         name: &str,
         p: &ProviderConfig,
     ) -> Result<Option<SecretText>, BrokerError> {
-        if !p.client_auth.needs_secret() {
+        if !p.auth().needs_secret() {
             return Ok(None);
         }
         let state = self.provider_state(name);
@@ -282,24 +284,35 @@ impl Broker {
             .map_err(|e| err(ErrorKind::Store, e.to_string()))
     }
 
-    /// Everything a grant needs: endpoints and the client's credentials.
+    /// Everything a grant needs: endpoints, the client's credentials, the provider's dialect.
     async fn client(
         &self,
         p_name: &str,
         p: &ProviderConfig,
-    ) -> Result<(Endpoints, Option<SecretText>), BrokerError> {
+    ) -> Result<ClientMaterial, BrokerError> {
         let endpoints = self.endpoints(p_name, p).await?;
         let secret = self.client_secret(p_name, p).await?;
-        if p.client_auth.needs_secret() && secret.is_none() {
+        let auth = p.auth();
+        if auth.needs_secret() && secret.is_none() {
             return Err(err(
                 ErrorKind::Config,
                 format!(
                     "provider {p_name:?} uses {} but no client secret is stored: run `tokenbroker provider set-secret {p_name}`",
-                    p.client_auth.as_str()
+                    auth.as_str()
                 ),
             ));
         }
-        Ok((endpoints, secret))
+        Ok(ClientMaterial {
+            endpoints,
+            client_id: p.client_id.clone(),
+            method: auth,
+            secret,
+            key: p.client_key.as_ref().map(|k| ClientKey {
+                path: PathBuf::from(k),
+                kid: p.client_key_id.clone(),
+            }),
+            dialect: p.dialect(),
+        })
     }
 
     fn normalize_scopes(
@@ -680,16 +693,12 @@ impl Broker {
         slot: &Arc<Slot>,
         key: &ScopeKey,
     ) -> Result<TokenResponse, BrokerError> {
-        let (endpoints, secret) = self.client(&acct.provider, prov).await?;
-        let client = ClientCredentials {
-            client_id: &prov.client_id,
-            method: prov.client_auth,
-            secret: secret.as_ref(),
-        };
+        let material = self.client(&acct.provider, prov).await?;
+        let (endpoints, client) = (&material.endpoints, material.credentials());
         match acct.grant {
             Grant::ClientCredentials => {
                 let g = grant::Grant::ClientCredentials { scopes: key };
-                grant::request_token(&self.inner.http, &endpoints, &client, &g)
+                grant::request_token(&self.inner.http, endpoints, &client, &g)
                     .await
                     .map_err(|e| grant_failure(name, &acct.provider, "client_credentials", e))
             }
@@ -724,7 +733,7 @@ impl Broker {
                     refresh_token: &rt,
                     scopes,
                 };
-                match grant::request_token(&self.inner.http, &endpoints, &client, &g).await {
+                match grant::request_token(&self.inner.http, endpoints, &client, &g).await {
                     Ok(resp) => {
                         if let Some(new_rt) = &resp.refresh_token {
                             if !new_rt.ct_eq(&rt) {
@@ -890,20 +899,17 @@ impl Broker {
         let username = acct.username.clone().unwrap_or_default();
         let slot = self.slot(account);
         let _flight = slot.flight.lock().await;
-        let (endpoints, secret) = self.client(&acct.provider, &prov).await?;
+        let material = self.client(&acct.provider, &prov).await?;
+        let endpoints = &material.endpoints;
         let scopes = scope_key(acct.default_scopes(&prov));
         let result = {
-            let client = ClientCredentials {
-                client_id: &prov.client_id,
-                method: prov.client_auth,
-                secret: secret.as_ref(),
-            };
+            let client = material.credentials();
             let g = grant::Grant::Password {
                 username: &username,
                 password: &password,
                 scopes: &scopes,
             };
-            grant::request_token(&self.inner.http, &endpoints, &client, &g).await
+            grant::request_token(&self.inner.http, endpoints, &client, &g).await
         };
         // The password is wiped here, whatever the outcome.
         drop(password);
@@ -993,19 +999,15 @@ impl Broker {
         let mut warning = None;
         let mut revoked = false;
         match self.client(&acct.provider, &prov).await {
-            Ok((endpoints, secret)) => {
-                let client = ClientCredentials {
-                    client_id: &prov.client_id,
-                    method: prov.client_auth,
-                    secret: secret.as_ref(),
-                };
+            Ok(material) => {
+                let (endpoints, client) = (&material.endpoints, material.credentials());
                 let mut todo: Vec<(&SecretText, &str)> = Vec::new();
                 if let Some(rt) = &rt {
                     todo.push((rt, "refresh_token"));
                 }
                 todo.extend(access.iter().map(|t| (t, "access_token")));
                 for (token, hint) in todo {
-                    match grant::revoke(&self.inner.http, &endpoints, &client, token, hint).await {
+                    match grant::revoke(&self.inner.http, endpoints, &client, token, hint).await {
                         Ok(true) => revoked = true,
                         Ok(false) => {
                             warning = Some(format!(
@@ -1053,6 +1055,58 @@ impl Broker {
             state,
         });
         Ok(SignOutReply { revoked, warning })
+    }
+
+    // ---- introspection, presets ----
+
+    /// RFC 7662 introspection of the account's current access token at its provider.
+    pub async fn introspect(
+        &self,
+        caller: &Caller,
+        account: &str,
+    ) -> Result<IntrospectReply, BrokerError> {
+        self.require_trusted(caller, "introspect tokens")?;
+        let (_, acct, prov) = self.account(account)?;
+        let material = self.client(&acct.provider, &prov).await?;
+        if material.endpoints.introspection.is_none() {
+            return Err(err(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "provider {:?} has no introspection endpoint: set introspection_endpoint",
+                    acct.provider
+                ),
+            ));
+        }
+        let token = self
+            .get_token(
+                caller,
+                GetTokenParams {
+                    account: account.to_owned(),
+                    scopes: Vec::new(),
+                    min_ttl: 0,
+                },
+            )
+            .await?;
+        grant::introspect(
+            &self.inner.http,
+            &material.endpoints,
+            &material.credentials(),
+            &token.access_token,
+        )
+        .await
+        .map_err(|e| grant_failure(account, &acct.provider, "introspection", e))
+    }
+
+    pub fn list_presets() -> Vec<PresetInfo> {
+        crate::preset::PRESETS
+            .iter()
+            .map(|p| PresetInfo {
+                name: p.name.into(),
+                description: p.description.into(),
+                requires: p.requires.iter().map(|r| r.to_string()).collect(),
+                client_auth: p.client_auth,
+            })
+            .collect()
     }
 
     // ---- status ----
@@ -1128,10 +1182,10 @@ impl Broker {
         pc.validate(&name)
             .map_err(|(_, m)| err(ErrorKind::InvalidArgument, m))?;
         if let Some(s) = &params.client_secret {
-            if !pc.client_auth.needs_secret() {
+            if !pc.auth().needs_secret() {
                 return Err(err(
                     ErrorKind::InvalidArgument,
-                    "a client secret was given, but the provider uses client_auth none",
+                    "a client secret was given, but the provider's client authentication uses none",
                 ));
             }
             if s.is_empty() || s.expose().len() > 4096 {
@@ -1150,7 +1204,7 @@ impl Broker {
         }
         // Check the provider now, so that a typo in the issuer fails here and not at sign-in.
         let fresh = Arc::new(ProviderState::default());
-        if pc.issuer.is_some() {
+        if pc.token_url().is_none() {
             let ep = discover(&self.inner.http, &pc)
                 .await
                 .map_err(|e| discovery_failure(&name, &e))?;
@@ -1167,7 +1221,9 @@ impl Broker {
                 .map_err(|e| err(ErrorKind::Store, e.to_string()))?;
         }
         let _ = fresh.secret.set(params.client_secret.clone());
-        let committed = self.edit(Edit::Provider(name.clone(), pc.clone())).await;
+        let committed = self
+            .edit(Edit::Provider(name.clone(), Box::new(pc.clone())))
+            .await;
         if let Err(e) = committed {
             if params.client_secret.is_some() {
                 let _ = self.inner.store.delete(&key).await;
@@ -1193,7 +1249,7 @@ impl Broker {
             .providers
             .get(&p.provider)
             .ok_or_else(|| no_provider(&p.provider))?;
-        if !prov.client_auth.needs_secret() {
+        if !prov.auth().needs_secret() {
             return Err(err(
                 ErrorKind::InvalidArgument,
                 format!(
@@ -1331,7 +1387,7 @@ impl Broker {
         let new = tokio::task::spawn_blocking(move || {
             let mut ed = ConfigEditor::open(&path)?;
             match &edit {
-                Edit::Provider(name, p) => ed.set("providers", name, p)?,
+                Edit::Provider(name, p) => ed.set("providers", name, p.as_ref())?,
                 Edit::Account(name, a) => ed.set("accounts", name, a)?,
                 Edit::Remove(section, name) => ed.remove(section, name),
             }
@@ -1361,9 +1417,31 @@ fn discovery_failure(provider: &str, e: &crate::provider::DiscoveryError) -> Bro
     )
 }
 
+/// What a request to a provider needs, resolved once per request.
+struct ClientMaterial {
+    endpoints: Endpoints,
+    client_id: String,
+    method: ClientAuth,
+    secret: Option<SecretText>,
+    key: Option<ClientKey>,
+    dialect: Dialect,
+}
+
+impl ClientMaterial {
+    fn credentials(&self) -> ClientCredentials<'_> {
+        ClientCredentials {
+            client_id: &self.client_id,
+            method: self.method,
+            secret: self.secret.as_ref(),
+            key: self.key.as_ref(),
+            dialect: &self.dialect,
+        }
+    }
+}
+
 /// One change to the config file.
 enum Edit {
-    Provider(String, ProviderConfig),
+    Provider(String, Box<ProviderConfig>),
     Account(String, AccountConfig),
     Remove(&'static str, String),
 }

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tokenbroker_client::{AccountSpec, AppAccess, ClientAuth, Grant, ProviderSpec};
+
+use crate::preset::{self, BodyEncoding, Dialect, Preset};
 use url::Url;
 
 use crate::error::{Error, Result};
@@ -120,9 +122,21 @@ pub struct AppRule {
     pub scopes: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
+    /// A vendor preset (see `tokenbroker provider presets`); none: generic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+    /// The tenant or server root that a preset's endpoints are derived from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// CyberArk: the OAuth2 custom application's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+    /// ForgeRock (sub-realm) and Keycloak: the realm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realm: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -132,8 +146,24 @@ pub struct ProviderConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub introspection_endpoint: Option<String>,
     pub client_id: String,
-    #[serde(default)]
-    pub client_auth: ClientAuth,
+    /// None: the preset's method (client_secret_basic for generic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_auth: Option<ClientAuth>,
+    /// private_key_jwt: the private key (PEM, RSA or EC P-256), a file readable by its owner only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<String>,
+    /// private_key_jwt: the `kid` of the assertion's header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_id: Option<String>,
+    /// Extra parameters of every token request, e.g. ForgeRock's auth_chain.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, String>,
+    /// Override the preset's body encoding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<BodyEncoding>,
+    /// Override the preset's name of the username field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_field: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -157,29 +187,105 @@ pub struct AccountConfig {
 impl ProviderConfig {
     pub fn from_spec(spec: &ProviderSpec) -> Self {
         Self {
+            preset: spec.preset.clone().filter(|p| p != "generic"),
+            base_url: spec.base_url.clone(),
+            app_id: spec.app_id.clone(),
+            realm: spec.realm.clone(),
             issuer: spec.issuer.clone(),
             token_endpoint: spec.token_endpoint.clone(),
             revocation_endpoint: spec.revocation_endpoint.clone(),
             introspection_endpoint: spec.introspection_endpoint.clone(),
             client_id: spec.client_id.clone(),
             client_auth: spec.client_auth,
+            client_key: spec.client_key.clone(),
+            client_key_id: spec.client_key_id.clone(),
+            params: spec.params.clone(),
+            body: None,
+            username_field: None,
             scopes: spec.scopes.clone(),
             allow_insecure_loopback: spec.allow_insecure_loopback,
         }
     }
 
+    /// The provider as the admin sees it, with the client authentication resolved.
     pub fn to_spec(&self, name: &str) -> ProviderSpec {
         ProviderSpec {
             name: name.to_owned(),
+            preset: self.preset.clone(),
+            base_url: self.base_url.clone(),
+            app_id: self.app_id.clone(),
+            realm: self.realm.clone(),
             issuer: self.issuer.clone(),
             token_endpoint: self.token_endpoint.clone(),
             revocation_endpoint: self.revocation_endpoint.clone(),
             introspection_endpoint: self.introspection_endpoint.clone(),
             client_id: self.client_id.clone(),
-            client_auth: self.client_auth,
+            client_auth: Some(self.auth()),
+            client_key: self.client_key.clone(),
+            client_key_id: self.client_key_id.clone(),
+            params: self.params.clone(),
             scopes: self.scopes.clone(),
             allow_insecure_loopback: self.allow_insecure_loopback,
         }
+    }
+
+    pub fn preset(&self) -> &'static Preset {
+        self.preset
+            .as_deref()
+            .and_then(preset::find)
+            .unwrap_or_else(preset::generic)
+    }
+
+    /// How the client authenticates: configured, else the preset's.
+    pub fn auth(&self) -> ClientAuth {
+        self.client_auth.unwrap_or(self.preset().client_auth)
+    }
+
+    /// Everything about requests that varies by vendor.
+    pub fn dialect(&self) -> Dialect {
+        let p = self.preset();
+        Dialect {
+            body: self.body.unwrap_or(p.body),
+            username_field: self
+                .username_field
+                .clone()
+                .unwrap_or_else(|| p.username_field.to_owned()),
+            form_charset: p.form_charset,
+            extra_scopes: p.extra_scopes.iter().map(|s| s.to_string()).collect(),
+            params: self.params.clone(),
+            assertion_audience: p.assertion_audience.map(str::to_owned),
+        }
+    }
+
+    fn render(&self, template: Option<&str>) -> Option<String> {
+        let base = self.base_url.as_deref()?;
+        template.map(|t| preset::render(t, base, self.app_id.as_deref(), self.realm.as_deref()))
+    }
+
+    /// The issuer to discover from: configured, or the preset's template.
+    pub fn issuer_url(&self) -> Option<String> {
+        self.issuer
+            .clone()
+            .or_else(|| self.render(self.preset().issuer))
+    }
+
+    /// The explicit token endpoint: configured, or the preset's template.
+    pub fn token_url(&self) -> Option<String> {
+        self.token_endpoint
+            .clone()
+            .or_else(|| self.render(self.preset().token))
+    }
+
+    pub fn revocation_url(&self) -> Option<String> {
+        self.revocation_endpoint
+            .clone()
+            .or_else(|| self.render(self.preset().revocation))
+    }
+
+    pub fn introspection_url(&self) -> Option<String> {
+        self.introspection_endpoint
+            .clone()
+            .or_else(|| self.render(self.preset().introspection))
     }
 
     /// Check one endpoint against the transport rule: https, or http to a loopback address when
@@ -400,6 +506,69 @@ impl Config {
 impl ProviderConfig {
     /// Field-level checks; the error names the offending field.
     pub fn validate(&self, name: &str) -> std::result::Result<(), (&'static str, String)> {
+        let preset = match self.preset.as_deref() {
+            None => preset::generic(),
+            Some(p) => preset::find(p).ok_or_else(|| {
+                (
+                    "preset",
+                    format!(
+                        "provider {name:?}: unknown preset {:?}: one of {}",
+                        shorten(p),
+                        preset::PRESETS
+                            .iter()
+                            .map(|p| p.name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            })?,
+        };
+        if preset.name != "generic" {
+            let base = self.base_url.as_deref().ok_or_else(|| {
+                (
+                    "preset",
+                    format!("provider {name:?}: preset {} needs base_url", preset.name),
+                )
+            })?;
+            self.check_url("base_url", base)
+                .map_err(|m| ("base_url", format!("provider {name:?}: {m}")))?;
+            for need in preset.requires {
+                let have = match *need {
+                    "app_id" => self.app_id.as_deref(),
+                    _ => self.realm.as_deref(),
+                };
+                let ok = have.is_some_and(|v| {
+                    !v.is_empty()
+                        && v.len() <= 128
+                        && v.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+                });
+                if !ok {
+                    return Err((
+                        "preset",
+                        format!("provider {name:?}: preset {} needs {need} (letters, digits, '.', '_', '-')", preset.name),
+                    ));
+                }
+            }
+            if let Some(r) = &self.realm {
+                if !r
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+                {
+                    return Err((
+                        "realm",
+                        format!("provider {name:?}: invalid realm {:?}", shorten(r)),
+                    ));
+                }
+            }
+            if self.issuer.is_some() || self.token_endpoint.is_some() {
+                return Err((
+                    "preset",
+                    format!("provider {name:?}: preset {} derives its endpoints from base_url: leave out issuer and token_endpoint", preset.name),
+                ));
+            }
+            return self.validate_common(name);
+        }
         match (&self.issuer, &self.token_endpoint) {
             (Some(_), Some(_)) => {
                 return Err((
@@ -428,6 +597,19 @@ impl ProviderConfig {
                     .map_err(|m| (field, format!("provider {name:?}: {m}")))?;
             }
         }
+        self.validate_common(name)
+    }
+
+    fn validate_common(&self, name: &str) -> std::result::Result<(), (&'static str, String)> {
+        for (field, value) in [
+            ("revocation_endpoint", &self.revocation_endpoint),
+            ("introspection_endpoint", &self.introspection_endpoint),
+        ] {
+            if let Some(v) = value {
+                self.check_url(field, v)
+                    .map_err(|m| (field, format!("provider {name:?}: {m}")))?;
+            }
+        }
         if self.client_id.trim().is_empty() || self.client_id.len() > 512 {
             return Err((
                 "client_id",
@@ -436,6 +618,62 @@ impl ProviderConfig {
         }
         for s in &self.scopes {
             check_scope(s).map_err(|m| ("scopes", format!("provider {name:?}: {m}")))?;
+        }
+        match (self.auth(), &self.client_key) {
+            (ClientAuth::PrivateKeyJwt, None) => {
+                return Err((
+                    "client_auth",
+                    format!("provider {name:?}: private_key_jwt needs client_key, the path of the private key"),
+                ))
+            }
+            (ClientAuth::PrivateKeyJwt, Some(k)) if !k.starts_with('/') => {
+                return Err(("client_key", format!("provider {name:?}: client_key must be an absolute path")))
+            }
+            (ClientAuth::PrivateKeyJwt, _) => {}
+            (_, Some(_)) => {
+                return Err((
+                    "client_key",
+                    format!("provider {name:?}: client_key is only for client_auth = \"private_key_jwt\""),
+                ))
+            }
+            _ => {}
+        }
+        if let Some(kid) = &self.client_key_id {
+            if kid.is_empty() || kid.len() > 256 || kid.chars().any(char::is_control) {
+                return Err((
+                    "client_key_id",
+                    format!("provider {name:?}: invalid client_key_id"),
+                ));
+            }
+        }
+        for (k, v) in &self.params {
+            let ok_name = !k.is_empty()
+                && k.len() <= 64
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            if !ok_name || preset::RESERVED_PARAMS.contains(&k.as_str()) {
+                return Err((
+                    "params",
+                    format!("provider {name:?}: parameter {:?} is not allowed (a name of letters, digits, '_', '-', '.', not one the grant sets itself)", shorten(k)),
+                ));
+            }
+            if v.len() > 1024 || v.chars().any(char::is_control) {
+                return Err((
+                    "params",
+                    format!("provider {name:?}: parameter {k:?} has an invalid value"),
+                ));
+            }
+        }
+        if let Some(f) = &self.username_field {
+            if f.is_empty()
+                || f.len() > 64
+                || !f.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            {
+                return Err((
+                    "username_field",
+                    format!("provider {name:?}: invalid username_field"),
+                ));
+            }
         }
         Ok(())
     }
@@ -460,7 +698,7 @@ impl AccountConfig {
                     format!("account {name:?}: a client_credentials account has no username"),
                 ))
             }
-            (Grant::ClientCredentials, None) if provider.client_auth == ClientAuth::None => {
+            (Grant::ClientCredentials, None) if provider.auth() == ClientAuth::None => {
                 return Err((
                     "grant",
                     format!(
@@ -709,11 +947,8 @@ grant = "client_credentials"
         let c = parse(GOOD).unwrap();
         assert_eq!(c.providers.len(), 2);
         assert_eq!(c.accounts["alice"].grant, Grant::Password);
-        assert_eq!(c.providers["dot"].client_auth, ClientAuth::ClientSecretPost);
-        assert_eq!(
-            c.providers["corp"].client_auth,
-            ClientAuth::ClientSecretBasic
-        );
+        assert_eq!(c.providers["dot"].auth(), ClientAuth::ClientSecretPost);
+        assert_eq!(c.providers["corp"].auth(), ClientAuth::ClientSecretBasic);
         let robot = &c.accounts["robot"];
         assert_eq!(
             robot.default_scopes(&c.providers["corp"]),
@@ -844,19 +1079,15 @@ grant = "client_credentials"
             "providers",
             "p",
             &ProviderConfig {
-                issuer: None,
                 token_endpoint: Some("https://x.example/token".into()),
-                revocation_endpoint: None,
-                introspection_endpoint: None,
                 client_id: "c".into(),
-                client_auth: ClientAuth::None,
-                scopes: vec![],
-                allow_insecure_loopback: false,
+                client_auth: Some(ClientAuth::None),
+                ..Default::default()
             },
         )
         .unwrap();
         let c = ed.commit().unwrap();
-        assert_eq!(c.providers["p"].client_auth, ClientAuth::None);
+        assert_eq!(c.providers["p"].auth(), ClientAuth::None);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -3,7 +3,10 @@
 
 use base64::Engine as _;
 use serde::Deserialize;
-use tokenbroker_client::{ClientAuth, SecretText};
+use tokenbroker_client::{ClientAuth, IntrospectReply, SecretText};
+
+use crate::assertion::ClientKey;
+use crate::preset::{BodyEncoding, Dialect};
 use zeroize::Zeroizing;
 
 use crate::http::{secret_bytes, secret_header, Body, Http, NetError, Reply};
@@ -24,11 +27,14 @@ impl Field<'_> {
     }
 }
 
-/// The client's identity at the token endpoint.
+/// The client's identity at the token endpoint, and how its requests are written.
 pub struct ClientCredentials<'a> {
     pub client_id: &'a str,
     pub method: ClientAuth,
     pub secret: Option<&'a SecretText>,
+    /// private_key_jwt: the key that signs client assertions.
+    pub key: Option<&'a ClientKey>,
+    pub dialect: &'a Dialect,
 }
 
 /// What to ask the token endpoint for.
@@ -168,7 +174,8 @@ fn encode_pair_for_basic(id: &str, secret: &str) -> Zeroizing<Vec<u8>> {
 /// Add the client's authentication to a request: body fields, or an Authorization header.
 fn client_auth<'a>(
     client: &ClientCredentials<'a>,
-    fields: &mut Vec<(&'static str, Field<'a>)>,
+    fields: &mut Vec<(&'a str, Field<'a>)>,
+    assertion: Option<&'a SecretText>,
 ) -> Result<Option<reqwest::header::HeaderValue>, GrantError> {
     let need_secret = || {
         client.secret.ok_or_else(|| {
@@ -190,11 +197,95 @@ fn client_auth<'a>(
             fields.push(("client_secret", Field::Secret(secret)));
             Ok(None)
         }
+        ClientAuth::PrivateKeyJwt => {
+            let assertion = assertion
+                .ok_or_else(|| GrantError::BadReply("no client assertion could be made".into()))?;
+            fields.push(("client_id", Field::Text(client.client_id)));
+            fields.push(("client_assertion_type", Field::Text(ASSERTION_TYPE)));
+            fields.push(("client_assertion", Field::Secret(assertion)));
+            Ok(None)
+        }
         ClientAuth::None => {
             fields.push(("client_id", Field::Text(client.client_id)));
             Ok(None)
         }
     }
+}
+
+/// RFC 7523's client assertion type.
+pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// A fresh client assertion for private_key_jwt, for requests to `endpoints`.
+fn make_assertion(
+    client: &ClientCredentials<'_>,
+    endpoints: &Endpoints,
+) -> Result<Option<SecretText>, GrantError> {
+    if client.method != ClientAuth::PrivateKeyJwt {
+        return Ok(None);
+    }
+    let key = client.key.ok_or_else(|| {
+        GrantError::BadReply("private_key_jwt is configured without client_key".into())
+    })?;
+    let audience = client
+        .dialect
+        .assertion_audience
+        .clone()
+        .unwrap_or_else(|| endpoints.token.to_string());
+    crate::assertion::sign(key, client.client_id, &audience)
+        .map(Some)
+        .map_err(GrantError::BadReply)
+}
+
+/// Encode a request body the way the provider's dialect says.
+fn encode_body(dialect: &Dialect, fields: &[(&str, Field<'_>)], json_allowed: bool) -> Body {
+    if dialect.body == BodyEncoding::Json && json_allowed {
+        return Body {
+            content_type: "application/json",
+            bytes: secret_bytes(encode_json(fields)),
+        };
+    }
+    Body {
+        content_type: if dialect.form_charset {
+            "application/x-www-form-urlencoded;charset=UTF-8"
+        } else {
+            "application/x-www-form-urlencoded"
+        },
+        bytes: secret_bytes(encode_form(fields)),
+    }
+}
+
+/// A JSON object of string fields, in a buffer sized exactly and wiped on drop.
+pub fn encode_json(fields: &[(&str, Field<'_>)]) -> Zeroizing<Vec<u8>> {
+    fn write_all(
+        out: &mut impl std::io::Write,
+        fields: &[(&str, Field<'_>)],
+    ) -> std::io::Result<()> {
+        out.write_all(b"{")?;
+        for (i, (k, v)) in fields.iter().enumerate() {
+            if i > 0 {
+                out.write_all(b",")?;
+            }
+            serde_json::to_writer(&mut *out, k)?;
+            out.write_all(b":")?;
+            serde_json::to_writer(&mut *out, v.as_str())?;
+        }
+        out.write_all(b"}")
+    }
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = write_all(&mut count, fields);
+    let mut out = Zeroizing::new(Vec::with_capacity(count.0));
+    let _ = write_all(&mut *out, fields);
+    out
 }
 
 /// Run a grant at the token endpoint.
@@ -204,37 +295,53 @@ pub async fn request_token(
     client: &ClientCredentials<'_>,
     grant: &Grant<'_>,
 ) -> Result<TokenResponse, GrantError> {
+    let dialect = client.dialect;
+    let assertion = make_assertion(client, endpoints)?;
     let joined;
-    let mut fields: Vec<(&'static str, Field<'_>)> = Vec::with_capacity(8);
+    let mut fields: Vec<(&str, Field<'_>)> = Vec::with_capacity(12);
     fields.push(("grant_type", Field::Text(grant.name())));
-    let scopes = match grant {
+    let (scopes, user_grant) = match grant {
         Grant::Password {
             username,
             password,
             scopes,
         } => {
-            fields.push(("username", Field::Text(username)));
+            fields.push((dialect.username_field.as_str(), Field::Text(username)));
             fields.push(("password", Field::Secret(password)));
-            Some(*scopes)
+            (Some(*scopes), true)
         }
-        Grant::ClientCredentials { scopes } => Some(*scopes),
+        Grant::ClientCredentials { scopes } => (Some(*scopes), false),
         Grant::Refresh {
             refresh_token,
             scopes,
         } => {
             fields.push(("refresh_token", Field::Secret(refresh_token)));
-            *scopes
+            (*scopes, true)
         }
     };
-    if let Some(s) = scopes.filter(|s| !s.is_empty()) {
-        joined = s.join(" ");
-        fields.push(("scope", Field::Text(&joined)));
+    if let Some(s) = scopes {
+        // A user grant also asks for the dialect's extra scopes (Oracle: offline_access).
+        let mut all: Vec<&str> = s.iter().map(String::as_str).collect();
+        if user_grant {
+            for extra in &dialect.extra_scopes {
+                if !all.contains(&extra.as_str()) {
+                    all.push(extra);
+                }
+            }
+        }
+        if !all.is_empty() {
+            joined = all.join(" ");
+            fields.push(("scope", Field::Text(&joined)));
+        }
     }
-    let auth = client_auth(client, &mut fields)?;
-    let body = secret_bytes(encode_form(&fields));
+    for (k, v) in &dialect.params {
+        fields.push((k.as_str(), Field::Text(v)));
+    }
+    let auth = client_auth(client, &mut fields, assertion.as_ref())?;
+    let body = encode_body(dialect, &fields, true);
     drop(fields);
     let reply = http
-        .post(&endpoints.token, auth.as_ref(), Body::Form(body))
+        .post(&endpoints.token, auth.as_ref(), body)
         .await
         .map_err(GrantError::Network)?;
     parse_token_reply(&reply)
@@ -251,15 +358,16 @@ pub async fn revoke(
     let Some(url) = &endpoints.revocation else {
         return Ok(false);
     };
+    let assertion = make_assertion(client, endpoints)?;
     let mut fields = vec![
         ("token", Field::Secret(token)),
         ("token_type_hint", Field::Text(hint)),
     ];
-    let auth = client_auth(client, &mut fields)?;
-    let body = secret_bytes(encode_form(&fields));
+    let auth = client_auth(client, &mut fields, assertion.as_ref())?;
+    let body = encode_body(client.dialect, &fields, false);
     drop(fields);
     let reply = http
-        .post(url, auth.as_ref(), Body::Form(body))
+        .post(url, auth.as_ref(), body)
         .await
         .map_err(GrantError::Network)?;
     // RFC 7009 §2.2: 200 whether or not the token was valid.
@@ -268,6 +376,82 @@ pub async fn revoke(
     } else {
         Err(oauth_error(&reply))
     }
+}
+
+#[derive(Deserialize)]
+struct RawIntrospection {
+    active: serde_json::Value,
+    #[serde(default)]
+    scope: Option<serde_json::Value>,
+    #[serde(default)]
+    exp: Option<serde_json::Value>,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+}
+
+/// RFC 7662 introspection of `token` at `url`, with the client's authentication.
+pub async fn introspect(
+    http: &Http,
+    endpoints: &Endpoints,
+    client: &ClientCredentials<'_>,
+    token: &SecretText,
+) -> Result<IntrospectReply, GrantError> {
+    let Some(url) = &endpoints.introspection else {
+        return Err(GrantError::BadReply(
+            "the provider has no introspection endpoint".into(),
+        ));
+    };
+    let assertion = make_assertion(client, endpoints)?;
+    let mut fields = vec![
+        ("token", Field::Secret(token)),
+        ("token_type_hint", Field::Text("access_token")),
+    ];
+    let auth = client_auth(client, &mut fields, assertion.as_ref())?;
+    let body = encode_body(client.dialect, &fields, false);
+    drop(fields);
+    let reply = http
+        .post(url, auth.as_ref(), body)
+        .await
+        .map_err(GrantError::Network)?;
+    if reply.status != 200 {
+        return Err(oauth_error(&reply));
+    }
+    let raw: RawIntrospection = serde_json::from_slice(&reply.body).map_err(|e| {
+        GrantError::BadReply(format!(
+            "the introspection endpoint answered with {} that is not an introspection response ({})",
+            describe_body(&reply),
+            json_problem(&e)
+        ))
+    })?;
+    let active = match raw.active {
+        serde_json::Value::Bool(b) => b,
+        serde_json::Value::String(s) => s == "true",
+        _ => false,
+    };
+    let number = |v: Option<serde_json::Value>| match v {
+        Some(serde_json::Value::Number(n)) => n.as_u64(),
+        Some(serde_json::Value::String(s)) => s.parse().ok(),
+        _ => None,
+    };
+    let scope = match raw.scope {
+        Some(serde_json::Value::String(s)) => Some(s),
+        Some(serde_json::Value::Array(a)) => Some(
+            a.iter()
+                .filter_map(|v| v.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        _ => None,
+    };
+    Ok(IntrospectReply {
+        active,
+        scope,
+        exp: number(raw.exp),
+        client_id: raw.client_id,
+        username: raw.username,
+    })
 }
 
 #[derive(Deserialize)]
@@ -349,20 +533,47 @@ pub fn parse_token_reply(reply: &Reply) -> Result<TokenResponse, GrantError> {
     })
 }
 
-#[derive(Deserialize)]
-struct RawOAuthError {
-    error: String,
-    #[serde(default)]
-    error_description: Option<String>,
+/// The error bodies vendors send: RFC 6749 §5.2's, and CyberArk's `{ErrorCode, Message}`
+/// (also with lower-case names, and as a nested `error` object).
+fn error_fields(v: &serde_json::Value) -> Option<(String, Option<String>)> {
+    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+    if let Some(code) = s("error") {
+        return Some((code, s("error_description").or_else(|| s("message"))));
+    }
+    if let Some(inner) = v.get("error").filter(|e| e.is_object()) {
+        return error_fields(inner).or_else(|| {
+            let code = inner.get("code").and_then(|c| c.as_str())?.to_owned();
+            Some((
+                code,
+                inner
+                    .get("message")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_owned),
+            ))
+        });
+    }
+    let code = s("ErrorCode")
+        .or_else(|| s("errorCode"))
+        .or_else(|| s("code"))?;
+    Some((
+        code,
+        s("Message")
+            .or_else(|| s("message"))
+            .or_else(|| s("error_description")),
+    ))
 }
 
 /// An error reply as an OAuth error where the body is one, else as the HTTP status.
 pub fn oauth_error(reply: &Reply) -> GrantError {
-    match serde_json::from_slice::<RawOAuthError>(&reply.body) {
-        Ok(e) if !e.error.is_empty() => GrantError::OAuth {
+    let fields = serde_json::from_slice::<serde_json::Value>(&reply.body)
+        .ok()
+        .as_ref()
+        .and_then(error_fields);
+    match fields {
+        Some((error, description)) if !error.is_empty() => GrantError::OAuth {
             status: reply.status,
-            error: sanitize(&e.error, 64),
-            description: e.error_description.map(|d| sanitize(&d, 300)),
+            error: sanitize(&error, 64),
+            description: description.map(|d| sanitize(&d, 300)),
         },
         _ => GrantError::BadReply(format!(
             "the server answered HTTP {} with {} and no OAuth error",
@@ -397,7 +608,7 @@ fn sanitize(s: &str, max: usize) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -486,6 +697,51 @@ mod tests {
                 .to_string();
             assert!(e.contains(want), "{e}");
             assert!(!e.contains("secret-at"), "{e}");
+        }
+    }
+
+    #[test]
+    fn json_bodies_are_exact_and_escaped() {
+        let pw = SecretText::new("p&ss=w+rd%20/:x \"ünï\\");
+        let body = encode_json(&[
+            ("grant_type", Field::Text("password")),
+            ("user_name", Field::Text("bob")),
+            ("password", Field::Secret(&pw)),
+        ]);
+        assert_eq!(body.len(), body.capacity());
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["password"], "p&ss=w+rd%20/:x \"ünï\\");
+        assert_eq!(v["user_name"], "bob");
+    }
+
+    #[test]
+    fn vendor_error_shapes_are_understood() {
+        for (body, code, desc) in [
+            (
+                r#"{"error":"invalid_scope","error_description":"no such scope"}"#,
+                "invalid_scope",
+                "no such scope",
+            ),
+            (
+                r#"{"success":false,"Message":"Bad client","ErrorCode":"invalid_client"}"#,
+                "invalid_client",
+                "Bad client",
+            ),
+            (
+                r#"{"error":{"code":"invalid_grant","message":"locked"}}"#,
+                "invalid_grant",
+                "locked",
+            ),
+        ] {
+            match oauth_error(&reply(400, "application/json", body)) {
+                GrantError::OAuth {
+                    error, description, ..
+                } => {
+                    assert_eq!(error, code);
+                    assert_eq!(description.as_deref(), Some(desc));
+                }
+                other => panic!("{other:?}"),
+            }
         }
     }
 

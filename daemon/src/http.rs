@@ -51,9 +51,10 @@ pub fn secret_header(value: Zeroizing<Vec<u8>>) -> Option<HeaderValue> {
     Some(hv)
 }
 
-pub enum Body {
-    /// application/x-www-form-urlencoded
-    Form(Bytes),
+/// A request body and its content type.
+pub struct Body {
+    pub content_type: &'static str,
+    pub bytes: Bytes,
 }
 
 #[derive(Clone)]
@@ -94,11 +95,8 @@ impl Http {
             if let Some(a) = auth {
                 rb = rb.header(AUTHORIZATION, a.clone());
             }
-            match &body {
-                Body::Form(b) => rb
-                    .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-                    .body(b.clone()),
-            }
+            rb.header(CONTENT_TYPE, body.content_type)
+                .body(body.bytes.clone())
         })
         .await
     }

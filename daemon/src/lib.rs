@@ -1,4 +1,5 @@
 //! tokenbrokerd: a local OAuth2 credential broker. See ../shared/DESIGN.md and docs/.
+pub mod assertion;
 pub mod audit;
 pub mod broker;
 pub mod caller;
@@ -10,6 +11,7 @@ pub mod harden;
 pub mod http;
 pub mod ipc;
 pub mod policy;
+pub mod preset;
 pub mod provider;
 pub mod run;
 pub mod store;

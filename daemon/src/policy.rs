@@ -173,14 +173,10 @@ mod tests {
             apps,
         };
         let prov = ProviderConfig {
-            issuer: None,
             token_endpoint: Some("https://x.example/t".into()),
-            revocation_endpoint: None,
-            introspection_endpoint: None,
             client_id: "c".into(),
-            client_auth: ClientAuth::None,
-            scopes: vec![],
-            allow_insecure_loopback: false,
+            client_auth: Some(ClientAuth::None),
+            ..Default::default()
         };
         (acct, prov)
     }

@@ -25,12 +25,13 @@ impl DiscoveryError {
     }
 }
 
-/// The endpoints of a provider configured with explicit URLs, or None when it uses discovery.
+/// The endpoints of a provider configured with explicit URLs (or a preset's templates), or None
+/// when it uses discovery.
 pub fn explicit_endpoints(p: &ProviderConfig) -> Result<Option<Endpoints>, DiscoveryError> {
-    let Some(token) = &p.token_endpoint else {
+    let Some(token) = p.token_url() else {
         return Ok(None);
     };
-    let check = |what: &str, raw: &Option<String>| {
+    let check = |what: &str, raw: Option<String>| {
         raw.as_deref()
             .map(|r| p.check_url(what, r))
             .transpose()
@@ -38,10 +39,10 @@ pub fn explicit_endpoints(p: &ProviderConfig) -> Result<Option<Endpoints>, Disco
     };
     Ok(Some(Endpoints {
         token: p
-            .check_url("token_endpoint", token)
+            .check_url("token_endpoint", &token)
             .map_err(DiscoveryError)?,
-        revocation: check("revocation_endpoint", &p.revocation_endpoint)?,
-        introspection: check("introspection_endpoint", &p.introspection_endpoint)?,
+        revocation: check("revocation_endpoint", p.revocation_url())?,
+        introspection: check("introspection_endpoint", p.introspection_url())?,
     }))
 }
 
@@ -132,9 +133,9 @@ pub async fn discover(http: &Http, p: &ProviderConfig) -> Result<Endpoints, Disc
                 .check_url("token_endpoint", &token)
                 .map_err(|m| DiscoveryError(format!("discovered {m}")))?,
             revocation: check("revocation_endpoint", &meta.revocation_endpoint)?
-                .or(check("revocation_endpoint", &p.revocation_endpoint)?),
+                .or(check("revocation_endpoint", &p.revocation_url())?),
             introspection: check("introspection_endpoint", &meta.introspection_endpoint)?
-                .or(check("introspection_endpoint", &p.introspection_endpoint)?),
+                .or(check("introspection_endpoint", &p.introspection_url())?),
         });
     }
     Err(DiscoveryError(format!(

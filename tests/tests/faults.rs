@@ -75,7 +75,7 @@ username = "user"
     // The server recovers: the untouched refresh token still works, and is rotated.
     fake.set_mode(Mode::Good { expires_in: 3600 });
     assert_eq!(
-        d.cli_ok(&["token", "me", "--min-ttl", "100"], None).trim(),
+        d.cli_ok(&["token", "me", "--scope", "other"], None).trim(),
         "fake-access-2"
     );
     assert_eq!(

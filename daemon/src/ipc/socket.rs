@@ -580,6 +580,11 @@ async fn dispatch(
             ok(broker.get_policy(caller, p.account.as_deref())?)
         }
         methods::LIST_CONSENTS => ok(broker.list_consents(caller)?),
+        methods::INTROSPECT => {
+            let p: AccountParams = params(raw)?;
+            ok(broker.introspect(caller, &p.account).await?)
+        }
+        methods::LIST_PRESETS => ok(Broker::list_presets()),
         methods::ANSWER_CONSENT => {
             let p: AnswerConsentParams = params(raw)?;
             ok(broker.answer_consent(caller, p.id, p.answer)?)
