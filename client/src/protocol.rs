@@ -69,6 +69,18 @@ impl<'de> Deserialize<'de> for Version {
 /// beforehand, so that it never reallocates and leaves an unwiped copy of a secret behind. The
 /// caller wipes the buffer when done with it.
 pub fn to_line<T: Serialize>(value: &T) -> serde_json::Result<Vec<u8>> {
+    write_exact(|w| {
+        serde_json::to_writer(&mut *w, value)?;
+        w.write_all(b"\n").map_err(serde_json::Error::io)?;
+        Ok(())
+    })
+}
+
+/// Run `write` twice: once to count the bytes, once into a buffer of exactly that size. For
+/// output that may hold a secret: the buffer never reallocates, so no stale copy is left behind.
+pub fn write_exact<E>(
+    write: impl Fn(&mut dyn std::io::Write) -> Result<(), E>,
+) -> Result<Vec<u8>, E> {
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
@@ -80,10 +92,9 @@ pub fn to_line<T: Serialize>(value: &T) -> serde_json::Result<Vec<u8>> {
         }
     }
     let mut count = Count(0);
-    serde_json::to_writer(&mut count, value)?;
-    let mut out = Vec::with_capacity(count.0 + 1);
-    serde_json::to_writer(&mut out, value)?;
-    out.push(b'\n');
+    write(&mut count)?;
+    let mut out = Vec::with_capacity(count.0);
+    write(&mut out)?;
     Ok(out)
 }
 

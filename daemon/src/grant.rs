@@ -256,10 +256,7 @@ fn encode_body(dialect: &Dialect, fields: &[(&str, Field<'_>)], json_allowed: bo
 
 /// A JSON object of string fields, in a buffer sized exactly and wiped on drop.
 pub fn encode_json(fields: &[(&str, Field<'_>)]) -> Zeroizing<Vec<u8>> {
-    fn write_all(
-        out: &mut impl std::io::Write,
-        fields: &[(&str, Field<'_>)],
-    ) -> std::io::Result<()> {
+    let written = tokenbroker_client::protocol::write_exact(|out| -> std::io::Result<()> {
         out.write_all(b"{")?;
         for (i, (k, v)) in fields.iter().enumerate() {
             if i > 0 {
@@ -270,22 +267,9 @@ pub fn encode_json(fields: &[(&str, Field<'_>)]) -> Zeroizing<Vec<u8>> {
             serde_json::to_writer(&mut *out, v.as_str())?;
         }
         out.write_all(b"}")
-    }
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0 += b.len();
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    let _ = write_all(&mut count, fields);
-    let mut out = Zeroizing::new(Vec::with_capacity(count.0));
-    let _ = write_all(&mut *out, fields);
-    out
+    });
+    // Writing into memory cannot fail.
+    Zeroizing::new(written.unwrap_or_default())
 }
 
 /// Run a grant at the token endpoint.
@@ -358,6 +342,25 @@ pub async fn revoke(
     let Some(url) = &endpoints.revocation else {
         return Ok(false);
     };
+    let reply = post_token(http, url, endpoints, client, token, hint).await?;
+    // RFC 7009 §2.2: 200 whether or not the token was valid.
+    if reply.status == 200 {
+        Ok(true)
+    } else {
+        Err(oauth_error(&reply))
+    }
+}
+
+/// POST `token` (with its type hint) and the client's authentication to a revocation or
+/// introspection endpoint: always a form body.
+async fn post_token(
+    http: &Http,
+    url: &url::Url,
+    endpoints: &Endpoints,
+    client: &ClientCredentials<'_>,
+    token: &SecretText,
+    hint: &str,
+) -> Result<Reply, GrantError> {
     let assertion = make_assertion(client, endpoints)?;
     let mut fields = vec![
         ("token", Field::Secret(token)),
@@ -366,16 +369,9 @@ pub async fn revoke(
     let auth = client_auth(client, &mut fields, assertion.as_ref())?;
     let body = encode_body(client.dialect, &fields, false);
     drop(fields);
-    let reply = http
-        .post(url, auth.as_ref(), body)
+    http.post(url, auth.as_ref(), body)
         .await
-        .map_err(GrantError::Network)?;
-    // RFC 7009 §2.2: 200 whether or not the token was valid.
-    if reply.status == 200 {
-        Ok(true)
-    } else {
-        Err(oauth_error(&reply))
-    }
+        .map_err(GrantError::Network)
 }
 
 #[derive(Deserialize)]
@@ -403,18 +399,7 @@ pub async fn introspect(
             "the provider has no introspection endpoint".into(),
         ));
     };
-    let assertion = make_assertion(client, endpoints)?;
-    let mut fields = vec![
-        ("token", Field::Secret(token)),
-        ("token_type_hint", Field::Text("access_token")),
-    ];
-    let auth = client_auth(client, &mut fields, assertion.as_ref())?;
-    let body = encode_body(client.dialect, &fields, false);
-    drop(fields);
-    let reply = http
-        .post(url, auth.as_ref(), body)
-        .await
-        .map_err(GrantError::Network)?;
+    let reply = post_token(http, url, endpoints, client, token, "access_token").await?;
     if reply.status != 200 {
         return Err(oauth_error(&reply));
     }

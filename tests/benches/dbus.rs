@@ -52,39 +52,9 @@ fn main() {
     let server = AuthServer::start(AuthServerOptions::default()).expect("authorization server");
     let ss = SecretService::start().expect("secret service");
     let d = Daemon::start(&ss, None).expect("tokenbrokerd");
-    let issuer = server.issuer();
-    d.cli_ok(
-        &[
-            "provider",
-            "add",
-            "dot",
-            "--issuer",
-            &issuer,
-            "--client-id",
-            PASSWORD_CLIENT_ID,
-            "--client-secret-stdin",
-            "--allow-insecure-loopback",
-            "--scope",
-            "read",
-        ],
-        Some(&format!("{PASSWORD_CLIENT_SECRET}\n")),
-    );
-    d.cli_ok(
-        &[
-            "account",
-            "add",
-            "me",
-            "--provider",
-            "dot",
-            "--username",
-            ALICE_USERNAME,
-        ],
-        None,
-    );
-    d.cli_ok(
-        &["login", "me", "--password-stdin"],
-        Some(&format!("{ALICE_PASSWORD}\n")),
-    );
+    d.add_dot_provider(&server, &["read"]);
+    d.add_dot_account("me", ALICE_USERNAME);
+    d.login("me", ALICE_PASSWORD);
     let me = std::env::current_exe().expect("own path");
     d.cli_ok(
         &["allow", "me", "--app", me.to_str().expect("utf-8 path")],

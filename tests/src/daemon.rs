@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use tempfile::TempDir;
 use tokenbroker_client::Client;
 
-use crate::peers::{Peer, SecretService};
+use crate::peers::{AuthServer, Peer, SecretService, PASSWORD_CLIENT_ID, PASSWORD_CLIENT_SECRET};
 
 /// A binary built by this workspace, next to the test executable's `deps/` folder.
 pub fn bin(name: &str) -> PathBuf {
@@ -135,6 +135,53 @@ impl Daemon {
 
     pub fn client(&self) -> Client {
         Client::connect(&self.socket, "e2e").expect("connect to the daemon")
+    }
+
+    /// Provider `dot` at the test authorization server: the password client with Basic auth
+    /// (its awkward secret through the keychain) and `scopes` as its default scopes.
+    pub fn add_dot_provider(&self, server: &AuthServer, scopes: &[&str]) {
+        let issuer = server.issuer();
+        let mut args = vec![
+            "provider",
+            "add",
+            "dot",
+            "--issuer",
+            &issuer,
+            "--client-id",
+            PASSWORD_CLIENT_ID,
+            "--client-auth",
+            "basic",
+            "--client-secret-stdin",
+            "--allow-insecure-loopback",
+        ];
+        for s in scopes {
+            args.extend(["--scope", s]);
+        }
+        self.cli_ok(&args, Some(&format!("{PASSWORD_CLIENT_SECRET}\n")));
+    }
+
+    /// A password account `name` of provider `dot` for `username`.
+    pub fn add_dot_account(&self, name: &str, username: &str) {
+        self.cli_ok(
+            &[
+                "account",
+                "add",
+                name,
+                "--provider",
+                "dot",
+                "--username",
+                username,
+            ],
+            None,
+        );
+    }
+
+    /// Sign `account` in with `password` on standard input.
+    pub fn login(&self, account: &str, password: &str) {
+        self.cli_ok(
+            &["login", account, "--password-stdin"],
+            Some(&format!("{password}\n")),
+        );
     }
 
     /// Run the CLI with `args`, optionally feeding `stdin`.

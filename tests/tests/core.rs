@@ -28,37 +28,8 @@ fn setup(lifetime: u64) -> Setup {
 
 /// provider `dot` (password client, Basic auth with an awkward secret) and account `me`.
 fn add_password_account(s: &Setup, scopes: &[&str]) {
-    let issuer = s.server.issuer();
-    let mut args = vec![
-        "provider",
-        "add",
-        "dot",
-        "--issuer",
-        &issuer,
-        "--client-id",
-        PASSWORD_CLIENT_ID,
-        "--client-auth",
-        "basic",
-        "--client-secret-stdin",
-        "--allow-insecure-loopback",
-    ];
-    for sc in scopes {
-        args.extend(["--scope", sc]);
-    }
-    s.daemon
-        .cli_ok(&args, Some(&format!("{PASSWORD_CLIENT_SECRET}\n")));
-    s.daemon.cli_ok(
-        &[
-            "account",
-            "add",
-            "me",
-            "--provider",
-            "dot",
-            "--username",
-            ALICE_USERNAME,
-        ],
-        None,
-    );
+    s.daemon.add_dot_provider(&s.server, scopes);
+    s.daemon.add_dot_account("me", ALICE_USERNAME);
 }
 
 fn login(s: &Setup, password: &str) -> std::process::Output {

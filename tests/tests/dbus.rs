@@ -78,37 +78,8 @@ fn signed_in(lifetime: u64) -> (AuthServer, SecretService, Daemon) {
     .unwrap();
     let ss = SecretService::start().unwrap();
     let d = Daemon::start(&ss, None).unwrap();
-    let issuer = server.issuer();
-    d.cli_ok(
-        &[
-            "provider",
-            "add",
-            "dot",
-            "--issuer",
-            &issuer,
-            "--client-id",
-            PASSWORD_CLIENT_ID,
-            "--client-secret-stdin",
-            "--allow-insecure-loopback",
-            "--scope",
-            "read",
-            "--scope",
-            "write",
-        ],
-        Some(&format!("{PASSWORD_CLIENT_SECRET}\n")),
-    );
-    d.cli_ok(
-        &[
-            "account",
-            "add",
-            "me",
-            "--provider",
-            "dot",
-            "--username",
-            ALICE_USERNAME,
-        ],
-        None,
-    );
+    d.add_dot_provider(&server, &["read", "write"]);
+    d.add_dot_account("me", ALICE_USERNAME);
     // The apps of these tests: busctl, and this test binary through the Rust proxy.
     let me = std::env::current_exe().unwrap();
     for app in [std::path::Path::new("/usr/bin/busctl"), me.as_path()] {
@@ -121,10 +92,7 @@ fn signed_in(lifetime: u64) -> (AuthServer, SecretService, Daemon) {
 fn tokens_accounts_and_signals_over_dbus() {
     let (server, ss, d) = signed_in(300);
     let monitor = Monitor::start(&ss);
-    d.cli_ok(
-        &["login", "me", "--password-stdin"],
-        Some(&format!("{ALICE_PASSWORD}\n")),
-    );
+    d.login("me", ALICE_PASSWORD);
     assert!(
         monitor.wait_for("signed_in"),
         "AccountChanged on login: {}",
@@ -235,10 +203,7 @@ fn tokens_accounts_and_signals_over_dbus() {
 #[test]
 fn a_refused_refresh_raises_sign_in_required() {
     let (server, ss, d) = signed_in(300);
-    d.cli_ok(
-        &["login", "me", "--password-stdin"],
-        Some(&format!("{ALICE_PASSWORD}\n")),
-    );
+    d.login("me", ALICE_PASSWORD);
     let monitor = Monitor::start(&ss);
     // Revoke the refresh token behind the broker's back.
     let rt = ss.lookup("tokenbroker", "refresh_token:me").unwrap();
@@ -282,10 +247,7 @@ fn a_refused_refresh_raises_sign_in_required() {
 #[test]
 fn bad_calls_get_errors_and_the_daemon_keeps_serving() {
     let (_server, ss, d) = signed_in(300);
-    d.cli_ok(
-        &["login", "me", "--password-stdin"],
-        Some(&format!("{ALICE_PASSWORD}\n")),
-    );
+    d.login("me", ALICE_PASSWORD);
     // A wrong signature.
     let out = busctl(
         &ss,

@@ -54,39 +54,9 @@ fn the_password_is_wiped_after_sign_in() {
     let server = AuthServer::start(AuthServerOptions::default()).unwrap();
     let ss = SecretService::start().unwrap();
     let d = Daemon::start(&ss, None).unwrap();
-    let issuer = server.issuer();
-    d.cli_ok(
-        &[
-            "provider",
-            "add",
-            "dot",
-            "--issuer",
-            &issuer,
-            "--client-id",
-            PASSWORD_CLIENT_ID,
-            "--client-secret-stdin",
-            "--allow-insecure-loopback",
-            "--scope",
-            "read",
-        ],
-        Some(&format!("{PASSWORD_CLIENT_SECRET}\n")),
-    );
-    d.cli_ok(
-        &[
-            "account",
-            "add",
-            "bob",
-            "--provider",
-            "dot",
-            "--username",
-            BOB_USERNAME,
-        ],
-        None,
-    );
-    d.cli_ok(
-        &["login", "bob", "--password-stdin"],
-        Some(&format!("{BOB_PASSWORD}\n")),
-    );
+    d.add_dot_provider(&server, &["read"]);
+    d.add_dot_account("bob", BOB_USERNAME);
+    d.login("bob", BOB_PASSWORD);
     let token = d.cli_ok(&["token", "bob"], None).trim().to_owned();
 
     let pid = d.client().status().unwrap().pid;

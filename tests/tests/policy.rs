@@ -20,41 +20,9 @@ fn setup() -> (AuthServer, SecretService, Daemon) {
     .unwrap();
     let ss = SecretService::start().unwrap();
     let d = Daemon::start(&ss, Some(CONFIG)).unwrap();
-    let issuer = server.issuer();
-    d.cli_ok(
-        &[
-            "provider",
-            "add",
-            "dot",
-            "--issuer",
-            &issuer,
-            "--client-id",
-            PASSWORD_CLIENT_ID,
-            "--client-secret-stdin",
-            "--allow-insecure-loopback",
-            "--scope",
-            "read",
-            "--scope",
-            "write",
-        ],
-        Some(&format!("{PASSWORD_CLIENT_SECRET}\n")),
-    );
-    d.cli_ok(
-        &[
-            "account",
-            "add",
-            "me",
-            "--provider",
-            "dot",
-            "--username",
-            ALICE_USERNAME,
-        ],
-        None,
-    );
-    d.cli_ok(
-        &["login", "me", "--password-stdin"],
-        Some(&format!("{ALICE_PASSWORD}\n")),
-    );
+    d.add_dot_provider(&server, &["read", "write"]);
+    d.add_dot_account("me", ALICE_USERNAME);
+    d.login("me", ALICE_PASSWORD);
     (server, ss, d)
 }
 
