@@ -469,7 +469,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Forget { account, app } => {
-            let exe = app_path(&app)?;
+            // The app may be gone from disk already: an absolute path is taken as written.
+            let exe = if app.is_absolute() {
+                app.to_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| Failure::Usage(format!("--app {}: not UTF-8", app.display())))?
+            } else {
+                app_path(&app)?
+            };
             connect(&cli.socket)?.remove_app_policy(&account, &exe)?;
             println!("forgot the rule for {exe} on account {account}");
             Ok(())

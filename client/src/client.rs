@@ -147,7 +147,20 @@ impl Client {
         .map_err(|e| ClientError::Protocol(format!("cannot encode request: {e}")))?;
         let written = self.write_all(&line);
         line.zeroize();
-        written?;
+        if let Err(e) = written {
+            // A daemon that refuses the connection (another user, busy) answers and closes
+            // before reading: its reply is still there to read.
+            let mut reply = Vec::with_capacity(256);
+            if read_line_capped(&mut self.reader, &mut reply, MAX_REPLY).is_ok() {
+                if let Ok(Response::<serde_json::Value> {
+                    error: Some(err), ..
+                }) = serde_json::from_slice(&reply)
+                {
+                    return Err(ClientError::Broker(err.into()));
+                }
+            }
+            return Err(e);
+        }
 
         let mut reply = Vec::with_capacity(256);
         let read = read_line_capped(&mut self.reader, &mut reply, MAX_REPLY);

@@ -615,21 +615,16 @@ impl Broker {
         rule: Option<(AppAccess, ScopeKey)>,
     ) -> Result<(), BrokerError> {
         let _admin = self.inner.admin.lock().await;
-        let (_, mut acct, _) = self.account(account)?;
-        match rule {
-            Some((access, scopes)) => {
-                acct.apps.insert(exe.to_owned(), AppRule { access, scopes });
-            }
-            None => {
-                if acct.apps.remove(exe).is_none() {
-                    return Err(err(
-                        ErrorKind::InvalidArgument,
-                        format!("account {account:?} has no policy for {}", shorten(exe)),
-                    ));
-                }
-            }
+        let (_, acct, _) = self.account(account)?;
+        if rule.is_none() && !acct.apps.contains_key(exe) {
+            return Err(err(
+                ErrorKind::InvalidArgument,
+                format!("account {account:?} has no policy for {}", shorten(exe)),
+            ));
         }
-        self.edit(Edit::Account(account.to_owned(), acct)).await
+        let rule = rule.map(|(access, scopes)| AppRule { access, scopes });
+        self.edit(Edit::AppRule(account.to_owned(), exe.to_owned(), rule))
+            .await
     }
 
     pub fn read_audit(
@@ -1253,8 +1248,9 @@ impl Broker {
             return Err(err(
                 ErrorKind::InvalidArgument,
                 format!(
-                    "provider {:?} uses client_auth none: it has no secret",
-                    p.provider
+                    "provider {:?} authenticates with {}: it has no client secret",
+                    p.provider,
+                    prov.auth().as_str()
                 ),
             ));
         }
@@ -1390,6 +1386,9 @@ impl Broker {
                 Edit::Provider(name, p) => ed.set("providers", name, p.as_ref())?,
                 Edit::Account(name, a) => ed.set("accounts", name, a)?,
                 Edit::Remove(section, name) => ed.remove(section, name),
+                Edit::AppRule(account, exe, rule) => {
+                    ed.set_app_rule(account, exe, rule.as_ref())?
+                }
             }
             ed.commit()
         })
@@ -1444,6 +1443,7 @@ enum Edit {
     Provider(String, Box<ProviderConfig>),
     Account(String, AccountConfig),
     Remove(&'static str, String),
+    AppRule(String, String, Option<AppRule>),
 }
 
 fn no_provider(name: &str) -> BrokerError {

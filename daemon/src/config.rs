@@ -457,7 +457,7 @@ impl Config {
         {
             return Err(at(
                 locate.line(&["http"]),
-                "http: timeouts must be 1 to 600 seconds and retries at most 10".into(),
+                "http: timeouts must be 1 to 600 seconds, retries at most 10, retry_backoff_ms at most 60000".into(),
             ));
         }
         let f = config.engine.refresh_at_fraction;
@@ -838,6 +838,51 @@ impl ConfigEditor {
         Ok(())
     }
 
+    /// Set (Some) or remove (None) one app's rule, `accounts.ACCOUNT.apps."EXE"`, touching nothing
+    /// else of the account's table, so its comments and layout stay.
+    pub fn set_app_rule(&mut self, account: &str, exe: &str, rule: Option<&AppRule>) -> Result<()> {
+        let path = self.path.clone();
+        let fail = |message: String| Error::ConfigFile {
+            path: path.clone(),
+            message,
+        };
+        let acct = self
+            .doc
+            .get_mut("accounts")
+            .and_then(|a| a.get_mut(account))
+            .and_then(|t| t.as_table_like_mut())
+            .ok_or_else(|| fail(format!("no account {account:?} in the file")))?;
+        if acct.get("apps").is_none() {
+            if rule.is_none() {
+                return Ok(());
+            }
+            let mut t = toml_edit::Table::new();
+            t.set_implicit(true);
+            acct.insert("apps", toml_edit::Item::Table(t));
+        }
+        let apps = acct
+            .get_mut("apps")
+            .and_then(|a| a.as_table_like_mut())
+            .ok_or_else(|| fail(format!("accounts.{account}.apps is not a table")))?;
+        match rule {
+            Some(r) => {
+                let table = toml_edit::ser::to_document(r)
+                    .map_err(|e| fail(format!("cannot encode the rule: {e}")))?
+                    .as_table()
+                    .clone()
+                    .into_inline_table();
+                apps.insert(
+                    exe,
+                    toml_edit::Item::Value(toml_edit::Value::InlineTable(table)),
+                );
+            }
+            None => {
+                apps.remove(exe);
+            }
+        }
+        Ok(())
+    }
+
     pub fn remove(&mut self, section: &str, name: &str) {
         self.section(section).remove(name);
     }
@@ -1068,6 +1113,38 @@ grant = "client_credentials"
         ed.remove("providers", "dot");
         assert!(ed.commit().is_err());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    }
+
+    #[test]
+    fn app_rules_are_edited_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let text = GOOD.replace(
+            "[accounts.alice]",
+            "# Alice's work account\n[accounts.alice]",
+        );
+        std::fs::write(&path, &text).unwrap();
+        let mut ed = ConfigEditor::open(&path).unwrap();
+        let rule = AppRule {
+            access: AppAccess::Allow,
+            scopes: vec!["read".into()],
+        };
+        ed.set_app_rule("alice", "/usr/bin/app", Some(&rule))
+            .unwrap();
+        let c = ed.commit().unwrap();
+        assert_eq!(c.accounts["alice"].apps["/usr/bin/app"], rule);
+        let after = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            after.contains("# Alice's work account\n[accounts.alice]"),
+            "{after}"
+        );
+        assert!(after.contains("[accounts.alice.apps]\n\"/usr/bin/app\" = { access = \"allow\", scopes = [\"read\"] }"), "{after}");
+        let mut ed = ConfigEditor::open(&path).unwrap();
+        ed.set_app_rule("alice", "/usr/bin/app", None).unwrap();
+        assert!(ed.commit().unwrap().accounts["alice"].apps.is_empty());
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("# Alice's work account"));
     }
 
     #[test]

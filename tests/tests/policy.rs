@@ -378,6 +378,22 @@ fn another_user_gets_nothing_over_the_socket_or_dbus() {
         "{reply} {out:?}"
     );
 
+    // The CLI run by the other user says "denied" (exit 4), every time: the refusal reaches it
+    // even when the daemon closes before reading its Hello.
+    let cli = tokenbroker_e2e::daemon::bin("tokenbroker");
+    for _ in 0..10 {
+        let mut cmd = Command::new("setpriv");
+        setpriv(&mut cmd);
+        let out = cmd
+            .arg(&cli)
+            .arg("status")
+            .env("TOKENBROKER_SOCKET", &d.socket)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(4), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("serves only its own user"));
+    }
+
     // D-Bus: the bus admits the other user; the broker refuses it.
     let addr = ss.bus_address().to_owned();
     let bus_path = addr

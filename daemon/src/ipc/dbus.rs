@@ -98,18 +98,19 @@ async fn identify(conn: &Connection, sender: &str) -> Result<Caller, DbusError> 
     let uid = creds
         .unix_user_id()
         .ok_or_else(|| DbusError::Denied("the bus did not say the caller's uid".into()))?;
+    let pid = creds.process_id().and_then(|p| i32::try_from(p).ok());
+    // With a ProcessFD: resolve through it, and if it says the caller is gone, do not fall back
+    // to the pid, which may already be another process's.
     #[cfg(target_os = "linux")]
     let by_fd = creds
         .process_fd()
-        .and_then(|fd| crate::caller::exe_of_pidfd(std::os::fd::AsFd::as_fd(fd)));
+        .map(|fd| crate::caller::exe_of_pidfd(std::os::fd::AsFd::as_fd(fd)));
     #[cfg(not(target_os = "linux"))]
-    let by_fd: Option<(i32, std::path::PathBuf)> = None;
+    let by_fd: Option<Option<(i32, std::path::PathBuf)>> = None;
     let (pid, exe) = match by_fd {
-        Some((pid, exe)) => (Some(pid), Some(exe)),
-        None => {
-            let pid = creds.process_id().and_then(|p| i32::try_from(p).ok());
-            (pid, pid.and_then(exe_of))
-        }
+        Some(Some((pid, exe))) => (Some(pid), Some(exe)),
+        Some(None) => (pid, None),
+        None => (pid, pid.and_then(exe_of)),
     };
     Ok(Caller {
         uid,

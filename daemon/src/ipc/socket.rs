@@ -142,7 +142,9 @@ async fn refuse(mut stream: UnixStream, e: BrokerError) {
 fn identify(stream: &UnixStream) -> Option<Caller> {
     let cred = stream.peer_cred().ok()?;
     let (pid, exe) = match peer_pidfd_exe(stream) {
-        Some((pid, exe)) => (Some(pid), Some(exe)),
+        Some(Some((pid, exe))) => (Some(pid), Some(exe)),
+        // The pidfd says the caller is gone: its pid may already be another process's.
+        Some(None) => (cred.pid(), None),
         None => (cred.pid(), cred.pid().and_then(exe_of)),
     };
     Some(Caller {
@@ -155,8 +157,9 @@ fn identify(stream: &UnixStream) -> Option<Caller> {
     })
 }
 
+/// None: the kernel offers no pidfd. Some(None): it does, and the process is gone.
 #[cfg(target_os = "linux")]
-fn peer_pidfd_exe(stream: &UnixStream) -> Option<(i32, std::path::PathBuf)> {
+fn peer_pidfd_exe(stream: &UnixStream) -> Option<Option<(i32, std::path::PathBuf)>> {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     const SO_PEERPIDFD: libc::c_int = 77;
     let mut fd: libc::c_int = -1;
@@ -176,11 +179,13 @@ fn peer_pidfd_exe(stream: &UnixStream) -> Option<(i32, std::path::PathBuf)> {
     }
     // SAFETY: the kernel just gave us this new descriptor; we own it.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    crate::caller::exe_of_pidfd(std::os::fd::AsFd::as_fd(&owned))
+    Some(crate::caller::exe_of_pidfd(std::os::fd::AsFd::as_fd(
+        &owned,
+    )))
 }
 
 #[cfg(not(target_os = "linux"))]
-fn peer_pidfd_exe(_stream: &UnixStream) -> Option<(i32, std::path::PathBuf)> {
+fn peer_pidfd_exe(_stream: &UnixStream) -> Option<Option<(i32, std::path::PathBuf)>> {
     None
 }
 
