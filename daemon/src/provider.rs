@@ -81,11 +81,12 @@ struct Metadata {
 /// (RFC 8414 §3.3; a trailing slash is ignored), and every endpoint must pass the provider's
 /// transport rule.
 pub async fn discover(http: &Http, p: &ProviderConfig) -> Result<Endpoints, DiscoveryError> {
-    let Some(raw_issuer) = &p.issuer else {
+    let Some(raw_issuer) = p.issuer_url() else {
         return Err(DiscoveryError(
             "the provider has no issuer to discover from".into(),
         ));
     };
+    let raw_issuer = &raw_issuer;
     let issuer = p.check_url("issuer", raw_issuer).map_err(DiscoveryError)?;
     let mut tried = Vec::new();
     for url in metadata_urls(&issuer) {
