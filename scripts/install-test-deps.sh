@@ -8,6 +8,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 packages=(
     ca-certificates curl procps socat
+    openssl           # generates the client keys of the private_key_jwt tests
     dbus dbus-bin dbus-daemon
     gnome-keyring libsecret-tools
     systemd           # busctl, used to enumerate Secret Service items

@@ -4,7 +4,7 @@
 //! (/work/shared/vendor-docs), refuses what the vendor refuses, and records every request it gets.
 //!
 //! One plain HTTP/1.1 server on 127.0.0.1:0 per emulator (the request parsing of `fake.rs`,
-//! generalized: Content-Length and chunked bodies), stopped on Drop. Every connection has read and
+//! generalized: Content-Length and chunked bodies; one request per connection), stopped on Drop. Every connection has read and
 //! write timeouts; every loop is bounded.
 //!
 //! Common behaviour: random access and refresh tokens in an in-memory table (introspection and
@@ -306,7 +306,8 @@ impl Drop for Server {
     }
 }
 
-/// Serve requests on one connection (keep-alive), at most 100, each with a 5 s read timeout.
+/// Serve one request on a connection (5 s read and write timeouts) and close it: a server that
+/// closes idle keep-alive connections would race the client's connection pool.
 fn serve_connection(conn: TcpStream, handler: &Handler, log: &Mutex<Vec<Recorded>>) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
     let _ = conn.set_write_timeout(Some(Duration::from_secs(5)));
@@ -315,39 +316,29 @@ fn serve_connection(conn: TcpStream, handler: &Handler, log: &Mutex<Vec<Recorded
     };
     let mut reader = BufReader::new(read_half);
     let mut conn = conn;
-    for _ in 0..100 {
-        let Some((req, close)) = read_request(&mut reader) else {
-            return;
-        };
-        log.lock().unwrap().push(req.clone());
-        let reply = handler(&req);
-        let mut head = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
-            reply.status,
-            reason(reply.status),
-            reply.content_type,
-            reply.body.len()
-        );
-        for (k, v) in &reply.headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str(if close {
-            "Connection: close\r\n\r\n"
-        } else {
-            "\r\n"
-        });
-        if conn.write_all(head.as_bytes()).is_err()
-            || conn.write_all(reply.body.as_bytes()).is_err()
-            || conn.flush().is_err()
-            || close
-        {
-            return;
-        }
+    let Some(req) = read_request(&mut reader) else {
+        return;
+    };
+    log.lock().unwrap().push(req.clone());
+    let reply = handler(&req);
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+        reply.status,
+        reason(reply.status),
+        reply.content_type,
+        reply.body.len()
+    );
+    for (k, v) in &reply.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
     }
+    head.push_str("Connection: close\r\n\r\n");
+    let _ = conn.write_all(head.as_bytes());
+    let _ = conn.write_all(reply.body.as_bytes());
+    let _ = conn.flush();
 }
 
-/// One request, and whether the client asked to close the connection after it.
-fn read_request(reader: &mut impl BufRead) -> Option<(Recorded, bool)> {
+/// One request.
+fn read_request(reader: &mut impl BufRead) -> Option<Recorded> {
     let mut line = String::new();
     if reader.read_line(&mut line).ok()? == 0 {
         return None;
@@ -355,7 +346,6 @@ fn read_request(reader: &mut impl BufRead) -> Option<(Recorded, bool)> {
     let mut parts = line.trim_end().splitn(3, ' ');
     let method = parts.next()?.to_owned();
     let target = parts.next()?.to_owned();
-    let version = parts.next().unwrap_or("HTTP/1.1").to_owned();
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
         None => (target, None),
@@ -415,19 +405,13 @@ fn read_request(reader: &mut impl BufRead) -> Option<(Recorded, bool)> {
         body.resize(len, 0);
         reader.read_exact(&mut body).ok()?;
     }
-    let close = get("connection")
-        .map(|v| v.eq_ignore_ascii_case("close"))
-        .unwrap_or(version == "HTTP/1.0");
-    Some((
-        Recorded {
-            method,
-            path,
-            query,
-            headers,
-            body,
-        },
-        close,
-    ))
+    Some(Recorded {
+        method,
+        path,
+        query,
+        headers,
+        body,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -688,7 +672,12 @@ impl Options {
             ));
         }
         Options {
-            lifetime: 3600,
+            // CyberArk documents expires_in 18000.
+            lifetime: if vendor == Vendor::CyberArk {
+                18000
+            } else {
+                3600
+            },
             app_id: CYBERARK_APP_ID.into(),
             realm: match vendor {
                 Vendor::ForgeRock => Some("customers".into()),
