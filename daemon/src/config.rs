@@ -569,6 +569,18 @@ impl ProviderConfig {
             }
             return self.validate_common(name);
         }
+        if let (None, None, Some(base)) = (&self.issuer, &self.token_endpoint, &self.base_url) {
+            // Generic with a base URL: the base URL is the issuer to discover from.
+            self.check_url("base_url", base)
+                .map_err(|m| ("base_url", format!("provider {name:?}: {m}")))?;
+            return self.validate_common(name);
+        }
+        if self.base_url.is_some() {
+            return Err((
+                "base_url",
+                format!("provider {name:?}: base_url goes with a preset, or alone as the issuer"),
+            ));
+        }
         match (&self.issuer, &self.token_endpoint) {
             (Some(_), Some(_)) => {
                 return Err((

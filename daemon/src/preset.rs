@@ -43,8 +43,9 @@ pub struct Preset {
 
 const GENERIC: Preset = Preset {
     name: "generic",
-    description: "any RFC 6749 server: discovery from --issuer, or explicit --token-endpoint",
-    issuer: None,
+    description:
+        "any RFC 6749 server: discovery from --issuer (or --base-url), or explicit --token-endpoint",
+    issuer: Some("{base_url}"),
     token: None,
     revocation: None,
     introspection: None,
@@ -61,6 +62,7 @@ pub const PRESETS: &[Preset] = &[
     GENERIC,
     Preset {
         name: "cyberark",
+        issuer: None,
         description: "CyberArk Identity: POST {base_url}/oauth2/token/{app_id}, JSON body with user_name, Basic client auth, no refresh token",
         token: Some("{base_url}/oauth2/token/{app_id}"),
         requires: &["app_id"],
@@ -70,6 +72,7 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "webmethods",
+        issuer: None,
         description: "webMethods Integration Server: the pub.oauth:getToken service, form body, confidential clients; introspection and revocation services",
         token: Some("{base_url}/invoke/pub.oauth/getToken"),
         revocation: Some("{base_url}/invoke/pub.oauth/revokeToken"),
@@ -78,6 +81,7 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "oracle",
+        issuer: None,
         description: "Oracle Identity Cloud Service / OCI IAM identity domain: {base_url}/oauth2/v1/token, Basic or JWT assertion, offline_access for a refresh token",
         token: Some("{base_url}/oauth2/v1/token"),
         revocation: Some("{base_url}/oauth2/v1/revoke"),
@@ -89,6 +93,7 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "forgerock",
+        issuer: None,
         description: "ForgeRock AM: {base_url}/oauth2[/realms/root/realms/{realm}]/access_token, client id and secret as form parameters, optional auth_chain",
         token: Some("{base_url}/oauth2{realm_path}/access_token"),
         revocation: Some("{base_url}/oauth2{realm_path}/token/revoke"),

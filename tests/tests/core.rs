@@ -467,3 +467,45 @@ fn public_client_with_explicit_endpoints() {
         "{config}"
     );
 }
+
+#[test]
+fn generic_preset_with_a_base_url_discovers_from_it() {
+    let s = setup(300);
+    let base = s.server.issuer();
+    s.daemon.cli_ok(
+        &[
+            "provider",
+            "add",
+            "dot",
+            "--preset",
+            "generic",
+            "--base-url",
+            &base,
+            "--client-id",
+            PASSWORD_CLIENT_ID,
+            "--client-secret-stdin",
+            "--allow-insecure-loopback",
+            "--scope",
+            "read",
+        ],
+        Some(&format!("{PASSWORD_CLIENT_SECRET}\n")),
+    );
+    s.daemon.add_dot_account("me", ALICE_USERNAME);
+    s.daemon.login("me", ALICE_PASSWORD);
+    let at = token(&s, &[]);
+    assert_eq!(s.server.introspect(&at)["active"], true);
+    let presets = s.daemon.cli_ok(&["provider", "presets"], None);
+    for p in [
+        "generic",
+        "cyberark",
+        "webmethods",
+        "oracle",
+        "forgerock",
+        "keycloak",
+    ] {
+        assert!(
+            presets.lines().any(|l| l.starts_with(p)),
+            "{p} missing: {presets}"
+        );
+    }
+}
