@@ -132,6 +132,9 @@ fn echo_connection(stream: UnixStream, token_result: &Value) {
         };
         let result = if req["method"] == "Hello" {
             json!({"protocol": "1.0", "daemon_version": "echo"})
+        } else if req["method"] == ECHO_CPU_METHOD {
+            // Not part of any measured request: the CPU time this connection's thread used.
+            json!(thread_cpu_ns())
         } else {
             token_result.clone()
         };
@@ -145,6 +148,73 @@ fn echo_connection(stream: UnixStream, token_result: &Value) {
             return;
         }
     }
+}
+
+/// Asks the echo server for the CPU time of the connection's thread.
+const ECHO_CPU_METHOD: &str = "BenchCpu";
+
+/// The calling thread's time on the CPU, in ns (first field of its schedstat).
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Per live thread of `pid`: tid -> (name, ns on the CPU, context switches).
+fn thread_snapshot(pid: u32) -> BTreeMap<u32, (String, u64, u64)> {
+    let mut out = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(tid) = e.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else {
+            continue;
+        };
+        let p = e.path();
+        let cpu = std::fs::read_to_string(p.join("schedstat"))
+            .ok()
+            .and_then(|t| t.split_whitespace().next().and_then(|v| v.parse().ok()))
+            .unwrap_or(0);
+        let status = std::fs::read_to_string(p.join("status")).unwrap_or_default();
+        let switches = status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches"))
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+            .sum();
+        let name = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+        out.insert(tid, (name.trim().to_owned(), cpu, switches));
+    }
+    out
+}
+
+/// CPU µs and context switches per request between two snapshots, in total and per thread
+/// (threads that used at least 0.1 µs per request).
+fn per_request(
+    before: &BTreeMap<u32, (String, u64, u64)>,
+    after: &BTreeMap<u32, (String, u64, u64)>,
+    requests: usize,
+) -> (f64, f64, String) {
+    let n = requests as f64;
+    let (mut cpu, mut sw) = (0.0, 0.0);
+    let mut threads = Vec::new();
+    for (tid, (name, c1, s1)) in after {
+        let (c0, s0) = before.get(tid).map_or((0, 0), |(_, c, s)| (*c, *s));
+        let (c, s) = (
+            c1.saturating_sub(c0) as f64 / n / 1e3,
+            s1.saturating_sub(s0) as f64 / n,
+        );
+        cpu += c;
+        sw += s;
+        if c >= 0.1 {
+            threads.push(format!("{name}[{tid}] {c:.1} µs / {s:.2} cs"));
+        }
+    }
+    (cpu, sw, threads.join(", "))
 }
 
 // ---------------------------------------------------------------------------
@@ -423,6 +493,12 @@ fn token_requests(server: &AuthServer) -> u64 {
         .unwrap_or(0)
 }
 
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -529,6 +605,13 @@ fn run() -> anyhow::Result<()> {
         &["login", ACCOUNT, "--password-stdin"],
         Some(&format!("{ALICE_PASSWORD}\n")),
     );
+    // Per-app policy: this bench executable may have the account's tokens without a consent
+    // prompt (the echo server has no policy).
+    let exe_text = exe.to_str().context("the bench's path is not UTF-8")?;
+    daemon.cli_ok(
+        &["allow", ACCOUNT, "--app", exe_text, "--scope", "read"],
+        None,
+    );
     let scopes = vec!["read".to_owned()];
     let warm = control.get_token(ACCOUNT, &scopes, 0)?;
     let token_result = serde_json::to_value(&warm)?;
@@ -562,21 +645,42 @@ fn run() -> anyhow::Result<()> {
     discard.clear();
     timed_calls(&mut daemon_client, &scopes, WARMUP, &mut discard)?;
     let log_lines_before = daemon.log().lines().count();
+    let audit_file = daemon.state_dir.join("tokenbroker").join("audit.jsonl");
+    let audit_size = || std::fs::metadata(&audit_file).map_or(0, |m| m.len());
+    let audit_before = audit_size();
+    let load_before = loadavg();
+    let echo_cpu_before: u64 = echo_client.call(ECHO_CPU_METHOD, &json!({}))?;
+    let daemon_threads_before = thread_snapshot(pid);
+    let mut chunk_ratios = Vec::with_capacity(n.div_ceil(CHUNK));
     let mut left = n;
     while left > 0 {
         let k = left.min(CHUNK);
         timed_calls(&mut echo_client, &scopes, k, &mut echo_samples)?;
         timed_calls(&mut daemon_client, &scopes, k, &mut daemon_samples)?;
+        let tail = |v: &[u64]| stats(&mut v[v.len() - k..].to_vec()).p50;
+        chunk_ratios.push(tail(&daemon_samples) / tail(&echo_samples));
         left -= k;
     }
+    chunk_ratios.sort_by(f64::total_cmp);
     let log_lines_per_call = (daemon.log().lines().count() - log_lines_before) as f64 / n as f64;
+    let audit_bytes_per_call = audit_size().saturating_sub(audit_before) as f64 / n as f64;
+    let (daemon_cpu_seq, daemon_cs_seq, daemon_threads_seq) =
+        per_request(&daemon_threads_before, &thread_snapshot(pid), n);
+    let echo_cpu_after: u64 = echo_client.call(ECHO_CPU_METHOD, &json!({}))?;
+    let echo_cpu_seq = echo_cpu_after.saturating_sub(echo_cpu_before) as f64 / n as f64 / 1e3;
     drop((echo_client, daemon_client));
     let (echo_seq, daemon_seq) = (stats(&mut echo_samples), stats(&mut daemon_samples));
 
     // 2. Throughput with concurrent clients.
     eprintln!("throughput: {clients} clients x {per_client} requests per server ...");
     let echo_load = load(&echo.path, &scopes, clients, per_client)?;
+    let daemon_threads_before = thread_snapshot(pid);
     let daemon_load = load(&daemon.socket, &scopes, clients, per_client)?;
+    let (daemon_cpu_load, daemon_cs_load, _) = per_request(
+        &daemon_threads_before,
+        &thread_snapshot(pid),
+        daemon_load.requests,
+    );
     let mem_loaded = mem(pid)?;
     let token_hits = token_requests(&server);
     drop(echo);
@@ -586,7 +690,11 @@ fn run() -> anyhow::Result<()> {
     println!("## tokenbroker socket benchmark\n");
     println!("Machine: {}\n", machine());
     println!(
-        "Daemon: {} (pid {pid}), {memory_locked}, RLIMIT_MEMLOCK {memlock}; log lines written per GetToken: {log_lines_per_call:.2}; token endpoint requests during the measurements: {token_hits} (0 = every GetToken was served from the cache)\n",
+        "Load average (/proc/loadavg) before the sequential run: {load_before}; after the whole run: {}\n",
+        loadavg()
+    );
+    println!(
+        "Daemon: {} (pid {pid}), {memory_locked}, RLIMIT_MEMLOCK {memlock}; log lines written per GetToken: {log_lines_per_call:.2}, audit file bytes per GetToken: {audit_bytes_per_call:.0}; token endpoint requests during the measurements: {token_hits} (0 = every GetToken was served from the cache)\n",
         bin_dir.join("tokenbrokerd").display()
     );
     println!("### Sequential latency: one persistent connection, {n} requests each (chunks of {CHUNK}, interleaved; {WARMUP} warm-up requests each)\n");
@@ -610,6 +718,17 @@ fn run() -> anyhow::Result<()> {
         daemon_seq.p99 / echo_seq.p99,
         daemon_seq.mean / echo_seq.mean
     );
+    println!(
+        "p50 ratio per chunk of {CHUNK} (echo and GetToken chunks taken back to back), over {} chunks: min {:.2}, median {:.2}, max {:.2}\n",
+        chunk_ratios.len(),
+        chunk_ratios[0],
+        chunk_ratios[chunk_ratios.len() / 2],
+        chunk_ratios[chunk_ratios.len() - 1]
+    );
+    println!(
+        "Server CPU time per request (thread schedstat; independent of where the scheduler places the threads): echo {echo_cpu_seq:.1} µs, tokenbrokerd {daemon_cpu_seq:.1} µs (ratio {:.2}); tokenbrokerd context switches per request {daemon_cs_seq:.2}; by thread: {daemon_threads_seq}.\n",
+        daemon_cpu_seq / echo_cpu_seq
+    );
     println!("### Throughput: {clients} concurrent clients, each its own connection, {per_client} requests each\n");
     println!("| server | requests | seconds | requests/s | p50 µs | p99 µs |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
@@ -630,6 +749,7 @@ fn run() -> anyhow::Result<()> {
         "\nGetToken throughput is {:.0}% of the echo server's.\n",
         100.0 * daemon_load.rps() / echo_load.rps()
     );
+    println!("tokenbrokerd CPU time per GetToken under this load: {daemon_cpu_load:.1} µs; context switches per GetToken {daemon_cs_load:.2}.\n");
     println!("### tokenbrokerd memory (/proc/{pid}/status)\n");
     println!("| when | VmRSS | RssAnon | RssFile | RssShmem | VmLck | VmHWM | threads |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
