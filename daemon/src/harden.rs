@@ -51,8 +51,11 @@ pub fn harden() -> Hardening {
         let got = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } == 0;
         let enough = got && (lim.rlim_cur == libc::RLIM_INFINITY || lim.rlim_cur >= MIN_MEMLOCK);
         if enough {
+            // MCL_ONFAULT: lock pages as they are touched, rather than making every mapped page
+            // (the whole binary, every thread's stack) resident at once.
             // SAFETY: mlockall takes flags only.
-            let r = unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) };
+            let r =
+                unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE | libc::MCL_ONFAULT) };
             h.memory_locked = r == 0;
             if r != 0 {
                 h.warnings.push(format!(

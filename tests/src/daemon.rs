@@ -133,6 +133,21 @@ impl Daemon {
         out
     }
 
+    /// Wait (at most 5 s) until the log holds `needle`: the daemon writes its log from a
+    /// writer thread, a moment after the event.
+    pub fn wait_log(&self, needle: &str) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if self.log().contains(needle) {
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn client(&self) -> Client {
         Client::connect(&self.socket, "e2e").expect("connect to the daemon")
     }

@@ -193,7 +193,7 @@ fn password_account_lifecycle() {
         );
     }
     // The audit lines are there, without tokens.
-    assert!(s.daemon.log().contains("access token handed out"));
+    assert!(s.daemon.wait_log("access token handed out"));
 }
 
 #[test]

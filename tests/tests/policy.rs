@@ -432,5 +432,5 @@ fn another_user_gets_nothing_over_the_socket_or_dbus() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    assert!(d.log().contains("refused a D-Bus caller of another user"));
+    assert!(d.wait_log("refused a D-Bus caller of another user"));
 }

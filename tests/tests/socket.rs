@@ -191,5 +191,5 @@ fn socket_is_private_and_other_users_are_refused() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(reply.contains("\"denied\""), "{reply}");
-    assert!(d.log().contains("refused a connection from another user"));
+    assert!(d.wait_log("refused a connection from another user"));
 }
