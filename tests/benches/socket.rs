@@ -568,43 +568,9 @@ fn run() -> anyhow::Result<()> {
     let pid = control.status()?.pid;
     let mem_started = mem(pid)?;
 
-    let issuer = server.issuer();
-    daemon.cli_ok(
-        &[
-            "provider",
-            "add",
-            "dot",
-            "--issuer",
-            &issuer,
-            "--client-id",
-            PASSWORD_CLIENT_ID,
-            "--client-auth",
-            "basic",
-            "--client-secret-stdin",
-            "--allow-insecure-loopback",
-            "--scope",
-            "read",
-        ],
-        Some(&format!("{PASSWORD_CLIENT_SECRET}\n")),
-    );
-    daemon.cli_ok(
-        &[
-            "account",
-            "add",
-            ACCOUNT,
-            "--provider",
-            "dot",
-            "--username",
-            ALICE_USERNAME,
-            "--scope",
-            "read",
-        ],
-        None,
-    );
-    daemon.cli_ok(
-        &["login", ACCOUNT, "--password-stdin"],
-        Some(&format!("{ALICE_PASSWORD}\n")),
-    );
+    daemon.add_dot_provider(&server, &["read"]);
+    daemon.add_dot_account(ACCOUNT, ALICE_USERNAME);
+    daemon.login(ACCOUNT, ALICE_PASSWORD);
     // Per-app policy: this bench executable may have the account's tokens without a consent
     // prompt (the echo server has no policy).
     let exe_text = exe.to_str().context("the bench's path is not UTF-8")?;
