@@ -540,10 +540,9 @@ impl Broker {
 
     /// Only the user's own tokenbroker tools may change policy, answer consent, or administer.
     pub fn require_trusted(&self, caller: &Caller, what: &str) -> Result<(), BrokerError> {
-        let ok = caller.transport == "internal"
-            || policy::exe_key(caller)
-                .map(|e| self.inner.trusted.contains(std::path::Path::new(&e)))
-                .unwrap_or(false);
+        let ok = policy::exe_key(caller)
+            .map(|e| self.inner.trusted.contains(std::path::Path::new(&e)))
+            .unwrap_or(false);
         if ok {
             Ok(())
         } else {
@@ -810,7 +809,6 @@ impl Broker {
             token: resp.access_token,
             token_type: resp.token_type,
             scopes,
-            issued_at: now,
             expires_at: now + resp.expires_in,
             refresh_at,
             used,

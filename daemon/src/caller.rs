@@ -16,7 +16,8 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The daemon itself, for internal work (background refresh).
+    /// The daemon's own process as a caller, for unit tests.
+    #[cfg(test)]
     pub fn internal() -> Self {
         Self {
             uid: current_uid(),

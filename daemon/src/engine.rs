@@ -35,7 +35,6 @@ pub struct Cached {
     pub token: SecretText,
     pub token_type: String,
     pub scopes: Vec<String>,
-    pub issued_at: u64,
     pub expires_at: u64,
     pub refresh_at: u64,
     /// Handed out since it was fetched: only used tokens are refreshed ahead of expiry.
@@ -172,7 +171,6 @@ mod tests {
             token: SecretText::new("t"),
             token_type: "Bearer".into(),
             scopes: vec!["read".into()],
-            issued_at: 0,
             expires_at,
             refresh_at,
             used: false,
