@@ -14,4 +14,5 @@ pub mod policy;
 pub mod preset;
 pub mod provider;
 pub mod run;
+pub mod sealed;
 pub mod store;
