@@ -3,15 +3,22 @@
 use tokenbroker_client::dbus::{broker_error, Broker1ProxyBlocking};
 use tokenbroker_client::{AccountInfo, AccountState, ClientError, Grant, SignOutReply, TokenReply};
 
-use crate::{print_accounts, print_signed_out, print_token, AccountCmd, Command, Failure};
+use crate::{print_accounts, print_signed_out, print_token, Failure};
+use tokenbroker::args::{AccountCmd, Command};
 
-fn proxy() -> Result<Broker1ProxyBlocking<'static>, Failure> {
+fn proxy(system: bool) -> Result<Broker1ProxyBlocking<'static>, Failure> {
+    let which = if system { "system" } else { "session" };
     let fail = |e: zbus::Error| {
         Failure::Client(ClientError::Protocol(format!(
-            "cannot reach tokenbrokerd on the session bus: {e}"
+            "cannot reach tokenbrokerd on the {which} bus: {e}"
         )))
     };
-    let conn = zbus::blocking::Connection::session().map_err(fail)?;
+    let conn = if system {
+        zbus::blocking::Connection::system()
+    } else {
+        zbus::blocking::Connection::session()
+    }
+    .map_err(fail)?;
     Broker1ProxyBlocking::new(&conn).map_err(fail)
 }
 
@@ -19,7 +26,7 @@ fn call<T>(r: zbus::Result<T>) -> Result<T, Failure> {
     r.map_err(|e| Failure::Client(ClientError::Broker(broker_error(e))))
 }
 
-pub(crate) fn run(command: Command) -> Result<(), Failure> {
+pub(crate) fn run(command: Command, system: bool) -> Result<(), Failure> {
     match command {
         Command::Token {
             account,
@@ -29,7 +36,7 @@ pub(crate) fn run(command: Command) -> Result<(), Failure> {
         } => {
             let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
             let (access_token, token_type, expires_at, scopes) =
-                call(proxy()?.get_token(&account, &scopes, min_ttl))?;
+                call(proxy(system)?.get_token(&account, &scopes, min_ttl))?;
             print_token(
                 &TokenReply {
                     access_token,
@@ -41,7 +48,7 @@ pub(crate) fn run(command: Command) -> Result<(), Failure> {
             )
         }
         Command::Accounts(j) | Command::Account(AccountCmd::List(j)) => {
-            let accounts: Vec<AccountInfo> = call(proxy()?.list_accounts())?
+            let accounts: Vec<AccountInfo> = call(proxy(system)?.list_accounts())?
                 .into_iter()
                 .map(|(name, provider, grant, state, expires_at)| AccountInfo {
                     name,
@@ -60,12 +67,13 @@ pub(crate) fn run(command: Command) -> Result<(), Failure> {
                     },
                     expires_at: (expires_at > 0).then_some(expires_at),
                     detail: None,
+                    owner: None,
                 })
                 .collect();
             print_accounts(&accounts, j.json)
         }
         Command::Status(j) => {
-            let p = proxy()?;
+            let p = proxy(system)?;
             let (version, protocol, pid, uptime) = call(p.status())?;
             if j.json {
                 println!(
@@ -78,7 +86,7 @@ pub(crate) fn run(command: Command) -> Result<(), Failure> {
             Ok(())
         }
         Command::Logout { account } => {
-            let (revoked, warning) = call(proxy()?.sign_out(&account))?;
+            let (revoked, warning) = call(proxy(system)?.sign_out(&account))?;
             print_signed_out(
                 &account,
                 &SignOutReply {

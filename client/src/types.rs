@@ -90,6 +90,9 @@ pub struct AccountInfo {
     /// Why the account is in `error` or `needs_sign_in`, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// System mode: the local user the account belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -253,6 +256,9 @@ pub struct AccountSpec {
     pub username: Option<String>,
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// System mode: the local user (name or uid) the account belongs to; default: the caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// The empty reply of methods that only act.

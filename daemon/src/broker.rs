@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -19,8 +19,8 @@ use crate::assertion::ClientKey;
 use crate::audit::Audit;
 use crate::caller::Caller;
 use crate::config::{
-    check_app_path, check_name, check_scope, shorten, AccountConfig, AppRule, Config, ConfigEditor,
-    ProviderConfig,
+    check_app_path, check_name, check_scope, lookup_group, resolve_user, shorten, AccountConfig,
+    AppRule, Config, ConfigEditor, Layout, ProviderConfig,
 };
 use crate::engine::{
     now_unix, refresh_point, scope_key, Cached, Lookup, ScopeKey, Slot, MIN_REMAINING,
@@ -51,8 +51,31 @@ pub enum Event {
     ConsentRequired(ConsentRequest),
 }
 
+/// Whom the daemon serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One user: every account is the user's; the socket and bus refuse other uids.
+    User,
+    /// Every local user: each account has an owner, the only uid that may use it; root and the
+    /// admin group administer.
+    System,
+}
+
+/// What a reload did, for the log.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    pub providers: usize,
+    pub accounts: usize,
+    /// Providers whose settings changed or that are gone (their discovery and secret caches
+    /// are dropped).
+    pub providers_changed: usize,
+    /// Accounts whose settings changed or that are gone (their cached tokens are dropped).
+    pub accounts_reset: usize,
+}
+
 /// What the broker needs besides its config and store.
 pub struct Options {
+    pub mode: Mode,
     /// The append-only audit file; None logs decisions only.
     pub audit_path: Option<PathBuf>,
     /// The user's own tools, allowed any of the user's tokens.
@@ -63,8 +86,8 @@ pub struct Options {
 struct Consents {
     pending: Mutex<HashMap<u64, PendingConsent>>,
     next: AtomicU64,
-    /// Connections that can put a consent request to the user.
-    agents: AtomicUsize,
+    /// Connections that can put a consent request to a user, by that user's uid.
+    agents: Mutex<HashMap<u32, usize>>,
 }
 
 struct PendingConsent {
@@ -75,15 +98,18 @@ struct PendingConsent {
 /// Counts a consent agent while it is connected.
 pub struct AgentGuard {
     broker: Broker,
+    uid: u32,
 }
 
 impl Drop for AgentGuard {
     fn drop(&mut self) {
-        self.broker
-            .inner
-            .consents
-            .agents
-            .fetch_sub(1, Ordering::SeqCst);
+        let mut agents = lock(&self.broker.inner.consents.agents);
+        if let Some(n) = agents.get_mut(&self.uid) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                agents.remove(&self.uid);
+            }
+        }
     }
 }
 
@@ -102,7 +128,8 @@ pub struct Broker {
 }
 
 struct Inner {
-    config_path: PathBuf,
+    layout: Layout,
+    mode: Mode,
     socket_path: Mutex<String>,
     config: RwLock<Arc<Config>>,
     /// Serializes config edits.
@@ -134,7 +161,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Broker {
     pub fn new(
-        config_path: PathBuf,
+        layout: Layout,
         config: Config,
         store: Store,
         options: Options,
@@ -143,7 +170,8 @@ impl Broker {
         let (events, _) = tokio::sync::broadcast::channel(256);
         Ok(Self {
             inner: Arc::new(Inner {
-                config_path,
+                layout,
+                mode: options.mode,
                 socket_path: Mutex::new(String::new()),
                 config: RwLock::new(Arc::new(config)),
                 admin: tokio::sync::Mutex::new(()),
@@ -203,7 +231,14 @@ impl Broker {
     /// first request: a refresh token there means signed in, without a new login.
     pub async fn load_states(&self) {
         let config = self.config();
-        for (name, acct) in &config.accounts {
+        self.load_states_of(&config, config.accounts.keys()).await;
+    }
+
+    async fn load_states_of<'a>(&self, config: &Config, names: impl Iterator<Item = &'a String>) {
+        for name in names {
+            let Some(acct) = config.accounts.get(name) else {
+                continue;
+            };
             if acct.grant != Grant::Password {
                 continue;
             }
@@ -223,18 +258,84 @@ impl Broker {
         }
     }
 
+    /// Read the config files again (SIGHUP) and adopt them. Cached tokens stay for every
+    /// account whose provider and settings did not change; an invalid config changes nothing.
+    pub async fn reload(&self) -> Result<Reloaded, crate::error::Error> {
+        let _admin = self.inner.admin.lock().await;
+        let layout = self.inner.layout.clone();
+        let new = tokio::task::spawn_blocking(move || layout.load())
+            .await
+            .map_err(|e| crate::error::Error::broker(ErrorKind::Internal, e.to_string()))??;
+        let old = self.config();
+        if new.http != old.http {
+            tracing::warn!("http settings changed on disk: they take effect at the next start");
+        }
+        let mut summary = Reloaded::default();
+        {
+            let mut providers = lock(&self.inner.providers);
+            for (name, p) in &old.providers {
+                if new.providers.get(name) != Some(p) {
+                    providers.remove(name);
+                    summary.providers_changed += 1;
+                }
+            }
+        }
+        let same_account = |a: &AccountConfig, b: &AccountConfig| {
+            let (mut a, mut b) = (a.clone(), b.clone());
+            a.apps.clear();
+            b.apps.clear();
+            a == b
+        };
+        let mut added = Vec::new();
+        {
+            let mut slots = lock(&self.inner.slots);
+            for (name, a) in &old.accounts {
+                let kept = new.accounts.get(name).is_some_and(|n| {
+                    same_account(a, n)
+                        && new.providers.get(&a.provider) == old.providers.get(&a.provider)
+                });
+                if !kept {
+                    slots.remove(name);
+                    summary.accounts_reset += 1;
+                    if new.accounts.contains_key(name) {
+                        added.push(name.clone());
+                    }
+                }
+            }
+            added.extend(
+                new.accounts
+                    .keys()
+                    .filter(|n| !old.accounts.contains_key(*n))
+                    .cloned(),
+            );
+        }
+        summary.providers = new.providers.len();
+        summary.accounts = new.accounts.len();
+        self.replace_config(new);
+        let config = self.config();
+        self.load_states_of(&config, added.iter()).await;
+        for name in &added {
+            if let Ok(info) = self.account_info(name) {
+                self.emit(Event::AccountChanged {
+                    account: name.clone(),
+                    state: info.state,
+                });
+            }
+        }
+        Ok(summary)
+    }
+
     fn account(
         &self,
         name: &str,
     ) -> Result<(Arc<Config>, AccountConfig, ProviderConfig), BrokerError> {
         check_name("account", name).map_err(|m| err(ErrorKind::InvalidArgument, m))?;
         let config = self.config();
-        let acct = config.accounts.get(name).cloned().ok_or_else(|| {
-            err(
-                ErrorKind::NoSuchAccount,
-                format!("no account named {name:?}: see `tokenbroker accounts`"),
-            )
-        })?;
+        let acct = config
+            .accounts
+            .get(name)
+            .cloned()
+            .ok_or_else(|| no_account(name))?;
         let prov = config
             .providers
             .get(&acct.provider)
@@ -383,17 +484,25 @@ impl Broker {
                 ),
             ));
         }
-        let (config, acct, prov) = self.account(&p.account)?;
+        let (config, acct, prov) = self.own_account(caller, &p.account)?;
         let requested = self.normalize_scopes(&acct, &prov, &p.scopes)?;
-        let verdict = policy::decide(
-            &self.inner.trusted,
-            caller,
-            &p.account,
-            &acct,
-            &prov,
-            &requested,
-            !p.scopes.is_empty(),
-        );
+        let verdict = if self.inner.mode == Mode::System {
+            // The owner's uid, checked above, is the whole identity (see require_trusted).
+            Verdict::Allow {
+                scopes: requested.clone(),
+                rule: format!("the account's owner (uid {})", caller.uid),
+            }
+        } else {
+            policy::decide(
+                &self.inner.trusted,
+                caller,
+                &p.account,
+                &acct,
+                &prov,
+                &requested,
+                !p.scopes.is_empty(),
+            )
+        };
         let (key, rule) = match verdict {
             Verdict::Allow { scopes, rule } => (scopes, rule),
             Verdict::Deny(m) => return Err(err(ErrorKind::Denied, m)),
@@ -448,7 +557,10 @@ impl Broker {
     ) -> Result<String, BrokerError> {
         let exe = policy::exe_key(caller).unwrap_or_default();
         let consents = &self.inner.consents;
-        if consents.agents.load(Ordering::SeqCst) == 0 {
+        let has_agent = lock(&consents.agents)
+            .get(&caller.uid)
+            .is_some_and(|n| *n > 0);
+        if !has_agent {
             return Err(err(
                 ErrorKind::Denied,
                 format!(
@@ -501,11 +613,14 @@ impl Broker {
         }
     }
 
-    /// A consent agent's connection: counted while it lives.
-    pub fn consent_agent(&self) -> AgentGuard {
-        self.inner.consents.agents.fetch_add(1, Ordering::SeqCst);
+    /// A consent agent's connection: counted, for its user, while it lives.
+    pub fn consent_agent(&self, caller: &Caller) -> AgentGuard {
+        *lock(&self.inner.consents.agents)
+            .entry(caller.uid)
+            .or_default() += 1;
         AgentGuard {
             broker: self.clone(),
+            uid: caller.uid,
         }
     }
 
@@ -513,6 +628,7 @@ impl Broker {
         self.require_trusted(caller, "see consent requests")?;
         let mut v: Vec<ConsentRequest> = lock(&self.inner.consents.pending)
             .values()
+            .filter(|p| p.request.uid == caller.uid)
             .map(|p| p.request.clone())
             .collect();
         v.sort_by_key(|r| r.id);
@@ -526,7 +642,23 @@ impl Broker {
         answer: ConsentAnswer,
     ) -> Result<Done, BrokerError> {
         self.require_trusted(caller, "answer consent requests")?;
-        let pending = lock(&self.inner.consents.pending).remove(&id);
+        if answer == ConsentAnswer::AllowAlways
+            && self.inner.mode == Mode::System
+            && !self.is_admin(caller)
+        {
+            return Err(err(
+                ErrorKind::Denied,
+                "in system mode only admins set standing rules: answer allow-once, or ask an admin to run `tokenbroker --system allow ...`",
+            ));
+        }
+        // Requests of other users' apps are not this caller's to see or answer.
+        let pending = {
+            let mut pending = lock(&self.inner.consents.pending);
+            match pending.get(&id) {
+                Some(p) if p.request.uid == caller.uid => pending.remove(&id),
+                _ => None,
+            }
+        };
         let Some(p) = pending else {
             return Err(err(
                 ErrorKind::InvalidArgument,
@@ -539,7 +671,16 @@ impl Broker {
     }
 
     /// Only the user's own tokenbroker tools may change policy, answer consent, or administer.
+    ///
+    /// System mode: the service runs as its own unprivileged user, and the kernel shows the
+    /// executable of another user's process (`/proc/PID/exe`) only to that user or to a holder
+    /// of CAP_SYS_PTRACE, which a hardened service must not have. So there the caller is the
+    /// uid (and groups) the kernel reports, whatever program it runs: every process of a user
+    /// acts for that user, and admin rights come from uid 0 or the admin group.
     pub fn require_trusted(&self, caller: &Caller, what: &str) -> Result<(), BrokerError> {
+        if self.inner.mode == Mode::System {
+            return Ok(());
+        }
         let ok = policy::exe_key(caller)
             .map(|e| self.inner.trusted.contains(std::path::Path::new(&e)))
             .unwrap_or(false);
@@ -556,6 +697,111 @@ impl Broker {
         }
     }
 
+    /// System mode: root and members of the admin group administer. In user mode the user's
+    /// own tools do (the socket and bus refuse every other uid).
+    pub fn is_admin(&self, caller: &Caller) -> bool {
+        match self.inner.mode {
+            Mode::User => true,
+            Mode::System => {
+                caller.uid == 0
+                    || lookup_group(&self.config().system.admin_group)
+                        .is_some_and(|g| caller.in_group(g))
+            }
+        }
+    }
+
+    /// Per-app rules need the caller's executable, which only the user-mode daemon can see
+    /// (see require_trusted).
+    fn require_per_app_policy(&self) -> Result<(), BrokerError> {
+        if self.inner.mode == Mode::System {
+            return Err(err(
+                ErrorKind::InvalidArgument,
+                "per-app rules are for the user-mode daemon: the system service cannot see the executables of other users' processes, so it authorizes by user (each account's owner) alone",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The user's own tools, run by an admin.
+    fn require_admin(&self, caller: &Caller, what: &str) -> Result<(), BrokerError> {
+        self.require_trusted(caller, what)?;
+        if self.is_admin(caller) {
+            return Ok(());
+        }
+        Err(err(
+            ErrorKind::Denied,
+            format!(
+                "only root and members of group {:?} may {what}",
+                self.config().system.admin_group
+            ),
+        ))
+    }
+
+    /// Whether the caller owns the account: in system mode, the account's owner uid; in user
+    /// mode, always (the transports admit the user only).
+    fn owns(&self, caller: &Caller, acct: &AccountConfig) -> bool {
+        match self.inner.mode {
+            Mode::User => true,
+            Mode::System => acct.owner_uid == Some(caller.uid),
+        }
+    }
+
+    /// An account the caller may see: its own, or any for an admin.
+    fn may_see(&self, caller: &Caller, acct: &AccountConfig) -> bool {
+        self.owns(caller, acct) || (self.inner.mode == Mode::System && self.is_admin(caller))
+    }
+
+    /// The account, if the caller owns it. Another user's account is reported as missing, the
+    /// same as one that does not exist, so that account names do not leak between users.
+    fn own_account(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<(Arc<Config>, AccountConfig, ProviderConfig), BrokerError> {
+        let found = self.account(name)?;
+        if self.owns(caller, &found.1) {
+            Ok(found)
+        } else {
+            Err(no_account(name))
+        }
+    }
+
+    /// The account, if the caller may see it (owner or admin).
+    fn visible_account(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<(Arc<Config>, AccountConfig, ProviderConfig), BrokerError> {
+        let found = self.account(name)?;
+        if self.may_see(caller, &found.1) {
+            Ok(found)
+        } else {
+            Err(no_account(name))
+        }
+    }
+
+    /// Whether an event is for this subscriber: events of accounts it may see; consent
+    /// requests of its own apps only.
+    pub fn event_is_for(&self, caller: &Caller, event: &Event) -> bool {
+        if self.inner.mode == Mode::User {
+            return true;
+        }
+        let account = match event {
+            Event::AccountChanged { account, .. } | Event::SignInRequired { account, .. } => {
+                account
+            }
+            Event::ConsentRequired(r) => return r.uid == caller.uid,
+        };
+        self.config()
+            .accounts
+            .get(account)
+            .is_some_and(|a| self.may_see(caller, a))
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.inner.mode
+    }
+
     // ---- policy ----
 
     pub fn get_policy(
@@ -565,13 +811,13 @@ impl Broker {
     ) -> Result<Vec<AppPolicy>, BrokerError> {
         self.require_trusted(caller, "read the policy")?;
         if let Some(a) = account {
-            self.account(a)?;
+            self.visible_account(caller, a)?;
         }
         let config = self.config();
         Ok(config
             .accounts
             .iter()
-            .filter(|(n, _)| account.is_none_or(|a| a == n.as_str()))
+            .filter(|(n, a)| account.is_none_or(|x| x == n.as_str()) && self.may_see(caller, a))
             .flat_map(|(n, a)| {
                 a.apps.iter().map(move |(exe, r)| AppPolicy {
                     account: n.clone(),
@@ -584,7 +830,9 @@ impl Broker {
     }
 
     pub async fn set_app_policy(&self, caller: &Caller, p: AppPolicy) -> Result<Done, BrokerError> {
-        self.require_trusted(caller, "change the policy")?;
+        self.require_per_app_policy()?;
+        self.require_admin(caller, "change the policy")?;
+        self.visible_account(caller, &p.account)?;
         check_app_path(&p.exe).map_err(|m| err(ErrorKind::InvalidArgument, m))?;
         for s in &p.scopes {
             check_scope(s).map_err(|m| err(ErrorKind::InvalidArgument, m))?;
@@ -601,7 +849,9 @@ impl Broker {
         account: &str,
         exe: &str,
     ) -> Result<Done, BrokerError> {
-        self.require_trusted(caller, "change the policy")?;
+        self.require_per_app_policy()?;
+        self.require_admin(caller, "change the policy")?;
+        self.visible_account(caller, account)?;
         self.write_app_rule(account, exe, None).await?;
         Ok(Done {})
     }
@@ -632,12 +882,17 @@ impl Broker {
         q: &AuditQuery,
     ) -> Result<Vec<AuditRecord>, BrokerError> {
         self.require_trusted(caller, "read the audit log")?;
-        self.inner.audit.read(q).map_err(|e| {
+        let mut records = self.inner.audit.read(q).map_err(|e| {
             err(
                 ErrorKind::Internal,
                 format!("cannot read the audit log: {e}"),
             )
-        })
+        })?;
+        // Outside user mode, a user who is not an admin reads only the records of its own calls.
+        if self.inner.mode == Mode::System && !self.is_admin(caller) {
+            records.retain(|r| r.uid == caller.uid);
+        }
+        Ok(records)
     }
 
     /// Get a new access token for `key` from the server. The caller holds the account's flight
@@ -880,7 +1135,7 @@ impl Broker {
     ) -> Result<AccountInfo, BrokerError> {
         // Otherwise an app could sign the account in to credentials of its own choosing.
         self.require_trusted(caller, "sign in")?;
-        let (_, acct, prov) = self.account(account)?;
+        let (_, acct, prov) = self.own_account(caller, account)?;
         if acct.grant != Grant::Password {
             return Err(err(
                 ErrorKind::InvalidArgument,
@@ -958,7 +1213,8 @@ impl Broker {
         caller: &Caller,
         account: &str,
     ) -> Result<SignOutReply, BrokerError> {
-        let (_, acct, prov) = self.account(account)?;
+        // The owner, or an admin removing the account.
+        let (_, acct, prov) = self.visible_account(caller, account)?;
         // The user's own tools, and apps the account's policy allows.
         let allowed_app = policy::exe_key(caller)
             .and_then(|e| acct.apps.get(&e).map(|r| r.access == AppAccess::Allow))
@@ -1059,7 +1315,7 @@ impl Broker {
         account: &str,
     ) -> Result<IntrospectReply, BrokerError> {
         self.require_trusted(caller, "introspect tokens")?;
-        let (_, acct, prov) = self.account(account)?;
+        let (_, acct, prov) = self.own_account(caller, account)?;
         let material = self.client(&acct.provider, &prov).await?;
         if material.endpoints.introspection.is_none() {
             return Err(err(
@@ -1123,27 +1379,30 @@ impl Broker {
             state,
             expires_at: st.latest_expiry().filter(|e| *e > now_unix()),
             detail,
+            owner: acct.owner.clone(),
         })
     }
 
-    pub fn list_accounts(&self) -> Vec<AccountInfo> {
+    /// The accounts the caller may see: in system mode its own (an admin's: all).
+    pub fn list_accounts(&self, caller: &Caller) -> Vec<AccountInfo> {
         let config = self.config();
         config
             .accounts
-            .keys()
-            .filter_map(|n| self.account_info(n).ok())
+            .iter()
+            .filter(|(_, a)| self.may_see(caller, a))
+            .filter_map(|(n, _)| self.account_info(n).ok())
             .collect()
     }
 
-    pub fn status(&self) -> StatusReply {
+    pub fn status(&self, caller: &Caller) -> StatusReply {
         StatusReply {
             daemon_version: env!("CARGO_PKG_VERSION").into(),
             protocol: PROTOCOL_VERSION,
             pid: std::process::id(),
             uptime_secs: self.inner.started.elapsed().as_secs(),
-            config_path: self.inner.config_path.display().to_string(),
+            config_path: self.inner.layout.main.display().to_string(),
             socket_path: lock(&self.inner.socket_path).clone(),
-            accounts: self.list_accounts(),
+            accounts: self.list_accounts(caller),
         }
     }
 
@@ -1168,7 +1427,7 @@ impl Broker {
         caller: &Caller,
         params: AddProviderParams,
     ) -> Result<ProviderInfo, BrokerError> {
-        self.require_trusted(caller, "add providers")?;
+        self.require_admin(caller, "add providers")?;
         let name = params.provider.name.clone();
         check_name("provider", &name).map_err(|m| err(ErrorKind::InvalidArgument, m))?;
         let pc = ProviderConfig::from_spec(&params.provider);
@@ -1236,7 +1495,7 @@ impl Broker {
         caller: &Caller,
         p: SetClientSecretParams,
     ) -> Result<Done, BrokerError> {
-        self.require_trusted(caller, "set client secrets")?;
+        self.require_admin(caller, "set client secrets")?;
         let config = self.config();
         let prov = config
             .providers
@@ -1280,7 +1539,7 @@ impl Broker {
     }
 
     pub async fn remove_provider(&self, caller: &Caller, name: &str) -> Result<Done, BrokerError> {
-        self.require_trusted(caller, "remove providers")?;
+        self.require_admin(caller, "remove providers")?;
         let _admin = self.inner.admin.lock().await;
         let config = self.config();
         if !config.providers.contains_key(name) {
@@ -1321,6 +1580,29 @@ impl Broker {
     ) -> Result<AccountInfo, BrokerError> {
         self.require_trusted(caller, "add accounts")?;
         check_name("account", &spec.name).map_err(|m| err(ErrorKind::InvalidArgument, m))?;
+        let mut spec = spec;
+        if self.inner.mode == Mode::System {
+            // An account belongs to the caller unless an admin names another user.
+            match &spec.owner {
+                None => spec.owner = Some(caller.uid.to_string()),
+                Some(o) => {
+                    let uid = resolve_user(o).ok_or_else(|| {
+                        err(
+                            ErrorKind::InvalidArgument,
+                            format!("owner {:?} is not a local user", shorten(o)),
+                        )
+                    })?;
+                    if uid != caller.uid {
+                        self.require_admin(caller, "add accounts for other users")?;
+                    }
+                }
+            }
+        } else if spec.owner.is_some() {
+            return Err(err(
+                ErrorKind::InvalidArgument,
+                "--owner is for a system-mode daemon (tokenbroker --system): this one serves its own user only",
+            ));
+        }
         let ac = AccountConfig::from_spec(&spec);
         let _admin = self.inner.admin.lock().await;
         let config = self.config();
@@ -1355,7 +1637,10 @@ impl Broker {
 
     pub async fn remove_account(&self, caller: &Caller, name: &str) -> Result<Done, BrokerError> {
         self.require_trusted(caller, "remove accounts")?;
-        self.account(name)?;
+        let (_, acct, _) = self.visible_account(caller, name)?;
+        if !self.owns(caller, &acct) {
+            self.require_admin(caller, "remove accounts of other users")?;
+        }
         // Sign out first: revoke at the server and delete the refresh token.
         match self.sign_out(caller, name).await {
             Ok(r) => {
@@ -1375,11 +1660,28 @@ impl Broker {
         Ok(Done {})
     }
 
-    /// Edit the config file and adopt the result. The caller holds the admin lock.
+    /// Edit the config file and adopt the result. The caller holds the admin lock. Entries of a
+    /// drop-in are the config management's: they are changed in their file, not here.
     async fn edit(&self, edit: Edit) -> Result<(), BrokerError> {
-        let path = self.inner.config_path.clone();
+        let (section, name) = match &edit {
+            Edit::Provider(n, _) => ("providers", n.as_str()),
+            Edit::Account(n, _) => ("accounts", n.as_str()),
+            Edit::Remove(section, n) => (*section, n.as_str()),
+            Edit::AppRule(account, _, _) => ("accounts", account.as_str()),
+        };
+        if let Some(file) = self.config().origin(section, name) {
+            return Err(err(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "{} {name:?} is defined in {}: change that file and reload the daemon (systemctl reload tokenbrokerd)",
+                    &section[..section.len() - 1],
+                    file.display()
+                ),
+            ));
+        }
+        let layout = self.inner.layout.clone();
         let new = tokio::task::spawn_blocking(move || {
-            let mut ed = ConfigEditor::open(&path)?;
+            let mut ed = ConfigEditor::open(&layout.main)?;
             match &edit {
                 Edit::Provider(name, p) => ed.set("providers", name, p.as_ref())?,
                 Edit::Account(name, a) => ed.set("accounts", name, a)?,
@@ -1388,7 +1690,7 @@ impl Broker {
                     ed.set_app_rule(account, exe, rule.as_ref())?
                 }
             }
-            ed.commit()
+            ed.commit(&layout)
         })
         .await
         .map_err(|e| err(ErrorKind::Internal, format!("config edit failed: {e}")))?
@@ -1442,6 +1744,13 @@ enum Edit {
     Account(String, AccountConfig),
     Remove(&'static str, String),
     AppRule(String, String, Option<AppRule>),
+}
+
+fn no_account(name: &str) -> BrokerError {
+    err(
+        ErrorKind::NoSuchAccount,
+        format!("no account named {name:?}: see `tokenbroker accounts`"),
+    )
 }
 
 fn no_provider(name: &str) -> BrokerError {

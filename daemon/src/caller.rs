@@ -9,6 +9,8 @@ use std::path::PathBuf;
 pub struct Caller {
     pub uid: u32,
     pub gid: u32,
+    /// Supplementary groups, as the kernel (SO_PEERGROUPS) or the bus reports them.
+    pub groups: Vec<u32>,
     pub pid: Option<i32>,
     pub exe: Option<PathBuf>,
     pub transport: &'static str,
@@ -22,11 +24,17 @@ impl Caller {
         Self {
             uid: current_uid(),
             gid: 0,
+            groups: Vec::new(),
             pid: Some(std::process::id() as i32),
             exe: None,
             transport: "internal",
             client_hint: None,
         }
+    }
+
+    /// Whether the caller is in group `gid`, primary or supplementary.
+    pub fn in_group(&self, gid: u32) -> bool {
+        self.gid == gid || self.groups.contains(&gid)
     }
 
     pub fn exe_display(&self) -> String {

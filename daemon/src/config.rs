@@ -29,10 +29,39 @@ pub struct Config {
     pub engine: EngineSettings,
     #[serde(default, skip_serializing_if = "PolicySettings::is_default")]
     pub policy: PolicySettings,
+    #[serde(default, skip_serializing_if = "SystemSettings::is_default")]
+    pub system: SystemSettings,
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
     #[serde(default)]
     pub accounts: BTreeMap<String, AccountConfig>,
+    /// Entries that came from a drop-in (`providers.NAME`, `accounts.NAME` -> its file): read,
+    /// never written by the daemon.
+    #[serde(skip)]
+    pub origins: BTreeMap<String, PathBuf>,
+}
+
+/// System mode: who may administer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SystemSettings {
+    /// Members of this group (besides root) may administer providers, accounts of other users,
+    /// client secrets and app rules.
+    pub admin_group: String,
+}
+
+impl Default for SystemSettings {
+    fn default() -> Self {
+        Self {
+            admin_group: "tokenbroker-admin".into(),
+        }
+    }
+}
+
+impl SystemSettings {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// Timeouts and retries of every call to an authorization server.
@@ -179,6 +208,13 @@ pub struct AccountConfig {
     pub username: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
+    /// System mode: the local user who owns the account, by name or numeric uid. Only the
+    /// owner gets its tokens; only the owner signs it in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// `owner` resolved to a uid when the config was read.
+    #[serde(skip)]
+    pub owner_uid: Option<u32>,
     /// Per-app policy: executable path -> rule. Apps not named here are asked about.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub apps: BTreeMap<String, AppRule>,
@@ -302,9 +338,74 @@ impl AccountConfig {
             grant: spec.grant,
             username: spec.username.clone(),
             scopes: spec.scopes.clone(),
+            owner: spec.owner.clone(),
+            owner_uid: spec.owner.as_deref().and_then(resolve_user),
             apps: BTreeMap::new(),
         }
     }
+}
+
+/// A local user, by name or numeric uid, to its uid; None when there is no such user.
+pub fn resolve_user(user: &str) -> Option<u32> {
+    if let Ok(uid) = user.parse::<u32>() {
+        return Some(uid);
+    }
+    lookup_user(user).map(|(uid, _)| uid)
+}
+
+/// A user's uid and primary gid from the user database (NSS).
+#[cfg(unix)]
+pub fn lookup_user(name: &str) -> Option<(u32, u32)> {
+    let cname = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: passwd is plain old data that getpwnam_r fills in.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut out: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; buf outlives pw's string pointers' use here.
+    let r = unsafe {
+        libc::getpwnam_r(
+            cname.as_ptr(),
+            &mut pw,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut out,
+        )
+    };
+    (r == 0 && !out.is_null()).then_some((pw.pw_uid, pw.pw_gid))
+}
+
+#[cfg(not(unix))]
+pub fn lookup_user(_name: &str) -> Option<(u32, u32)> {
+    None
+}
+
+/// A group's gid from the group database (NSS); None when there is no such group.
+#[cfg(unix)]
+pub fn lookup_group(name: &str) -> Option<u32> {
+    if let Ok(gid) = name.parse::<u32>() {
+        return Some(gid);
+    }
+    let cname = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0 as libc::c_char; 64 * 1024];
+    // SAFETY: group is plain old data that getgrnam_r fills in.
+    let mut gr: libc::group = unsafe { std::mem::zeroed() };
+    let mut out: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call.
+    let r = unsafe {
+        libc::getgrnam_r(
+            cname.as_ptr(),
+            &mut gr,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut out,
+        )
+    };
+    (r == 0 && !out.is_null()).then_some(gr.gr_gid)
+}
+
+#[cfg(not(unix))]
+pub fn lookup_group(_name: &str) -> Option<u32> {
+    None
 }
 
 /// https, or http to a loopback address when `allow_insecure_loopback`.
@@ -413,6 +514,12 @@ impl Config {
 
     /// Parse and validate `text`, read from `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Config> {
+        Layout::user(path).merge(Some(text))
+    }
+
+    /// Parse one file and check what it holds on its own; accounts are checked against their
+    /// providers once all files are merged.
+    fn parse_part(path: &Path, text: &str) -> Result<Config> {
         let at = |line: usize, message: String| Error::ConfigInvalid {
             path: path.to_owned(),
             line,
@@ -472,12 +579,207 @@ impl Config {
             check_name("provider", name).map_err(|m| at(locate.line(&["providers", name]), m))?;
             p.validate(name).map_err(|(field, m)| at(key(field), m))?;
         }
-        for (name, a) in &config.accounts {
-            let key = |k: &str| locate.line(&["accounts", name, k]);
+        if config.system.admin_group.is_empty() || config.system.admin_group.len() > 64 {
+            return Err(at(
+                locate.line(&["system", "admin_group"]),
+                "system.admin_group must be a group name of 1 to 64 characters".into(),
+            ));
+        }
+        let mut config = config;
+        for (name, a) in config.accounts.iter_mut() {
             check_name("account", name).map_err(|m| at(locate.line(&["accounts", name]), m))?;
+            if let Some(owner) = &a.owner {
+                a.owner_uid = resolve_user(owner);
+                if a.owner_uid.is_none() {
+                    return Err(at(
+                        locate.line(&["accounts", name, "owner"]),
+                        format!(
+                            "account {name:?}: owner {:?} is not a local user",
+                            shorten(owner)
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(config)
+    }
+
+    /// Read `path`; a missing file is an empty config.
+    pub fn load(path: &Path) -> Result<Config> {
+        Layout::user(path).load()
+    }
+
+    /// The drop-in file an entry (`providers.NAME`, `accounts.NAME`) came from, if any.
+    pub fn origin(&self, section: &str, name: &str) -> Option<&Path> {
+        self.origins
+            .get(&format!("{section}.{name}"))
+            .map(PathBuf::as_path)
+    }
+}
+
+/// Where the config comes from: the main file, which admin edits write, and in system mode a
+/// folder of drop-ins (`config.d/*.toml`, in name order) that are read but never written.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub main: PathBuf,
+    pub dropins: Option<PathBuf>,
+    /// System mode: every account must name its owner.
+    pub require_owner: bool,
+}
+
+impl Layout {
+    /// User mode: one file.
+    pub fn user(main: &Path) -> Self {
+        Self {
+            main: main.to_owned(),
+            dropins: None,
+            require_owner: false,
+        }
+    }
+
+    /// System mode: `main` and the `config.d` folder beside it.
+    pub fn system(main: &Path) -> Self {
+        let dropins = main.parent().map(|d| d.join("config.d"));
+        Self {
+            main: main.to_owned(),
+            dropins,
+            require_owner: true,
+        }
+    }
+
+    /// Read every file; a missing main file is an empty one.
+    pub fn load(&self) -> Result<Config> {
+        match std::fs::read_to_string(&self.main) {
+            Ok(text) => self.merge(Some(&text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.merge(None),
+            Err(e) => Err(Error::ConfigFile {
+                path: self.main.clone(),
+                message: format!("cannot read: {e}"),
+            }),
+        }
+    }
+
+    /// The drop-in files, in name order (a missing folder holds none).
+    pub fn dropin_files(&self) -> Result<Vec<PathBuf>> {
+        let Some(dir) = &self.dropins else {
+            return Ok(Vec::new());
+        };
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(Error::ConfigFile {
+                    path: dir.clone(),
+                    message: format!("cannot read the folder: {e}"),
+                })
+            }
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| {
+                p.extension().is_some_and(|x| x == "toml")
+                    && !p
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with('.'))
+            })
+            .collect();
+        files.sort();
+        Ok(files)
+    }
+
+    /// The whole config, with `main_text` as the main file's content (None: no main file).
+    pub fn merge(&self, main_text: Option<&str>) -> Result<Config> {
+        let mut config = match main_text {
+            Some(t) => Config::parse_part(&self.main, t)?,
+            None => Config::empty(),
+        };
+        let mut texts: Vec<(PathBuf, String)> =
+            vec![(self.main.clone(), main_text.unwrap_or_default().to_owned())];
+        for file in self.dropin_files()? {
+            let text = std::fs::read_to_string(&file).map_err(|e| Error::ConfigFile {
+                path: file.clone(),
+                message: format!("cannot read: {e}"),
+            })?;
+            let part = Config::parse_part(&file, &text)?;
+            let locate = SpanFinder::new(&text);
+            let at = |keys: &[&str], message: String| Error::ConfigInvalid {
+                path: file.clone(),
+                line: locate.line(keys),
+                message,
+            };
+            for (section, default) in [
+                ("http", part.http == HttpSettings::default()),
+                ("engine", part.engine == EngineSettings::default()),
+                ("policy", part.policy == PolicySettings::default()),
+                ("system", part.system == SystemSettings::default()),
+            ] {
+                if !default {
+                    return Err(at(
+                        &[section],
+                        format!(
+                            "a drop-in holds providers and accounts only: [{section}] goes in {}",
+                            self.main.display()
+                        ),
+                    ));
+                }
+            }
+            let origin_of = |c: &Config, section: &str, name: &str| {
+                c.origin(section, name)
+                    .unwrap_or(&self.main)
+                    .display()
+                    .to_string()
+            };
+            for (name, p) in part.providers {
+                if config.providers.contains_key(&name) {
+                    return Err(at(
+                        &["providers", &name],
+                        format!(
+                            "provider {name:?} is defined in {} already",
+                            origin_of(&config, "providers", &name)
+                        ),
+                    ));
+                }
+                config
+                    .origins
+                    .insert(format!("providers.{name}"), file.clone());
+                config.providers.insert(name, p);
+            }
+            for (name, a) in part.accounts {
+                if config.accounts.contains_key(&name) {
+                    return Err(at(
+                        &["accounts", &name],
+                        format!(
+                            "account {name:?} is defined in {} already",
+                            origin_of(&config, "accounts", &name)
+                        ),
+                    ));
+                }
+                config
+                    .origins
+                    .insert(format!("accounts.{name}"), file.clone());
+                config.accounts.insert(name, a);
+            }
+            texts.push((file, text));
+        }
+        // Accounts against their providers, now that every file is in.
+        for (name, a) in &config.accounts {
+            let file = config.origin("accounts", name).unwrap_or(&self.main);
+            let text = texts
+                .iter()
+                .find(|(p, _)| p == file)
+                .map(|(_, t)| t.as_str())
+                .unwrap_or_default();
+            let locate = SpanFinder::new(text);
+            let at = |k: &str, message: String| Error::ConfigInvalid {
+                path: file.to_owned(),
+                line: locate.line(&["accounts", name, k]),
+                message,
+            };
             let provider = config.providers.get(&a.provider).ok_or_else(|| {
                 at(
-                    key("provider"),
+                    "provider",
                     format!(
                         "account {name:?} names provider {:?}, which is not configured",
                         a.provider
@@ -485,21 +787,25 @@ impl Config {
                 )
             })?;
             a.validate(name, provider)
-                .map_err(|(field, m)| at(key(field), m))?;
+                .map_err(|(field, m)| at(field, m))?;
+            if self.require_owner && !a.apps.is_empty() {
+                return Err(at(
+                    "apps",
+                    format!(
+                        "account {name:?}: per-app rules are for the user-mode daemon; the system service authorizes by owner alone"
+                    ),
+                ));
+            }
+            if self.require_owner && a.owner.is_none() {
+                return Err(at(
+                    "provider",
+                    format!(
+                        "account {name:?} has no owner: in system mode every account names the local user it belongs to (owner = \"USER\")"
+                    ),
+                ));
+            }
         }
         Ok(config)
-    }
-
-    /// Read `path`; a missing file is an empty config.
-    pub fn load(path: &Path) -> Result<Config> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Config::parse(path, &text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::empty()),
-            Err(e) => Err(Error::ConfigFile {
-                path: path.to_owned(),
-                message: format!("cannot read: {e}"),
-            }),
-        }
     }
 }
 
@@ -899,10 +1205,11 @@ impl ConfigEditor {
         self.section(section).remove(name);
     }
 
-    /// Validate the edited document as a whole, then write it atomically. Returns the new config.
-    pub fn commit(self) -> Result<Config> {
+    /// Validate the edited document as a whole (with the layout's drop-ins), then write it
+    /// atomically. Returns the new config.
+    pub fn commit(self, layout: &Layout) -> Result<Config> {
         let text = self.doc.to_string();
-        let config = Config::parse(&self.path, &text)?;
+        let config = layout.merge(Some(&text))?;
         write_atomically(&self.path, text.as_bytes())?;
         Ok(config)
     }
@@ -1110,11 +1417,13 @@ grant = "client_credentials"
                 grant: Grant::Password,
                 username: Some("bob".into()),
                 scopes: vec![],
+                owner: None,
+                owner_uid: None,
                 apps: BTreeMap::new(),
             },
         )
         .unwrap();
-        let c = ed.commit().unwrap();
+        let c = ed.commit(&Layout::user(&path)).unwrap();
         assert_eq!(c.accounts["bob"].username.as_deref(), Some("bob"));
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.starts_with("# my comment\n"), "{text}");
@@ -1123,7 +1432,7 @@ grant = "client_credentials"
         // An edit that breaks the config is refused and the file is unchanged.
         let mut ed = ConfigEditor::open(&path).unwrap();
         ed.remove("providers", "dot");
-        assert!(ed.commit().is_err());
+        assert!(ed.commit(&Layout::user(&path)).is_err());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
     }
 
@@ -1143,7 +1452,7 @@ grant = "client_credentials"
         };
         ed.set_app_rule("alice", "/usr/bin/app", Some(&rule))
             .unwrap();
-        let c = ed.commit().unwrap();
+        let c = ed.commit(&Layout::user(&path)).unwrap();
         assert_eq!(c.accounts["alice"].apps["/usr/bin/app"], rule);
         let after = std::fs::read_to_string(&path).unwrap();
         assert!(
@@ -1153,7 +1462,9 @@ grant = "client_credentials"
         assert!(after.contains("[accounts.alice.apps]\n\"/usr/bin/app\" = { access = \"allow\", scopes = [\"read\"] }"), "{after}");
         let mut ed = ConfigEditor::open(&path).unwrap();
         ed.set_app_rule("alice", "/usr/bin/app", None).unwrap();
-        assert!(ed.commit().unwrap().accounts["alice"].apps.is_empty());
+        assert!(ed.commit(&Layout::user(&path)).unwrap().accounts["alice"]
+            .apps
+            .is_empty());
         assert!(std::fs::read_to_string(&path)
             .unwrap()
             .contains("# Alice's work account"));
@@ -1175,7 +1486,7 @@ grant = "client_credentials"
             },
         )
         .unwrap();
-        let c = ed.commit().unwrap();
+        let c = ed.commit(&Layout::user(&path)).unwrap();
         assert_eq!(c.providers["p"].auth(), ClientAuth::None);
         #[cfg(unix)]
         {
@@ -1183,5 +1494,101 @@ grant = "client_credentials"
             let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
         }
+    }
+
+    fn system_dir(main: &str, dropins: &[(&str, &str)]) -> (tempfile::TempDir, Layout) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, main).unwrap();
+        std::fs::create_dir(dir.path().join("config.d")).unwrap();
+        for (name, text) in dropins {
+            std::fs::write(dir.path().join("config.d").join(name), text).unwrap();
+        }
+        let layout = Layout::system(&path);
+        (dir, layout)
+    }
+
+    const DROPIN_PROVIDER: &str = r#"
+version = 1
+[providers.fleet]
+token_endpoint = "https://id.example.com/token"
+client_id = "fleet"
+"#;
+
+    #[test]
+    fn drop_ins_merge_in_name_order_and_are_remembered() {
+        let acct = "version = 1\n[accounts.mail]\nprovider = \"fleet\"\ngrant = \"password\"\nusername = \"alice\"\nowner = \"0\"\n";
+        let (_d, layout) = system_dir(
+            "version = 1\n",
+            &[
+                ("10-provider.toml", DROPIN_PROVIDER),
+                ("20-mail.toml", acct),
+                ("notes.txt", "x"),
+            ],
+        );
+        let c = layout.load().unwrap();
+        assert!(c.providers.contains_key("fleet"));
+        assert_eq!(c.accounts["mail"].owner_uid, Some(0));
+        assert!(c
+            .origin("accounts", "mail")
+            .unwrap()
+            .ends_with("20-mail.toml"));
+        assert!(c
+            .origin("providers", "fleet")
+            .unwrap()
+            .ends_with("10-provider.toml"));
+        // An account of the main file may use a drop-in's provider; an edit keeps that valid.
+        let mut ed = ConfigEditor::open(&layout.main).unwrap();
+        ed.set(
+            "accounts",
+            "own",
+            &AccountConfig {
+                provider: "fleet".into(),
+                grant: Grant::ClientCredentials,
+                username: None,
+                scopes: vec![],
+                owner: Some("0".into()),
+                owner_uid: None,
+                apps: BTreeMap::new(),
+            },
+        )
+        .unwrap();
+        let c = ed.commit(&layout).unwrap();
+        assert!(c.origin("accounts", "own").is_none());
+        assert_eq!(c.accounts.len(), 2);
+    }
+
+    #[test]
+    fn drop_in_conflicts_and_settings_are_refused_with_the_file() {
+        let (_d, layout) = system_dir(DROPIN_PROVIDER, &[("a.toml", DROPIN_PROVIDER)]);
+        let e = layout.load().unwrap_err().to_string();
+        assert!(
+            e.contains("a.toml:3:") && e.contains("defined in") && e.contains("config.toml"),
+            "{e}"
+        );
+        let (_d, layout) = system_dir(
+            "version = 1\n",
+            &[("a.toml", "version = 1\n[http]\ntimeout_secs = 3\n")],
+        );
+        let e = layout.load().unwrap_err().to_string();
+        assert!(
+            e.contains("a.toml:2:") && e.contains("[http] goes in"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn system_mode_accounts_need_a_real_owner() {
+        let no_owner =
+            "version = 1\n[accounts.mail]\nprovider = \"fleet\"\ngrant = \"client_credentials\"\n";
+        let (_d, layout) = system_dir(DROPIN_PROVIDER, &[("m.toml", no_owner)]);
+        let e = layout.load().unwrap_err().to_string();
+        assert!(e.contains("m.toml:3:") && e.contains("has no owner"), "{e}");
+        // User mode does not ask for one.
+        let text = format!("{DROPIN_PROVIDER}[accounts.mail]\nprovider = \"fleet\"\ngrant = \"client_credentials\"\n");
+        assert!(parse(&text).is_ok());
+        let bad = format!("{text}owner = \"no-such-user-tb\"\n");
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.contains(":9:") && e.contains("not a local user"), "{e}");
     }
 }

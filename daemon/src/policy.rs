@@ -133,6 +133,7 @@ mod tests {
 
     fn caller(exe: &str) -> Caller {
         Caller {
+            groups: Vec::new(),
             uid: 1000,
             gid: 1000,
             pid: Some(42),
@@ -170,6 +171,8 @@ mod tests {
             grant: Grant::Password,
             username: Some("u".into()),
             scopes: vec!["read".into(), "write".into()],
+            owner: None,
+            owner_uid: None,
             apps,
         };
         let prov = ProviderConfig {

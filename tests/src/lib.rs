@@ -4,3 +4,4 @@ pub mod daemon;
 pub mod emulators;
 pub mod fake;
 pub mod peers;
+pub mod system;

@@ -106,6 +106,11 @@ impl Peer {
         file_tail(&self.stderr, 4000)
     }
 
+    /// The process id, while it runs.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// The exit status, if the process has exited.
     pub(crate) fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
         self.child
@@ -186,7 +191,7 @@ impl Drop for Peer {
     }
 }
 
-fn file_tail(path: &Path, max: usize) -> String {
+pub(crate) fn file_tail(path: &Path, max: usize) -> String {
     let Ok(bytes) = fs::read(path) else {
         return String::new();
     };
@@ -195,7 +200,11 @@ fn file_tail(path: &Path, max: usize) -> String {
 }
 
 /// Runs a short-lived tool with a time limit; returns its output whatever its status.
-fn run_tool(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Duration) -> anyhow::Result<Output> {
+pub(crate) fn run_tool(
+    cmd: &mut Command,
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+) -> anyhow::Result<Output> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     let mut child = cmd
         .stdin(if stdin.is_some() {

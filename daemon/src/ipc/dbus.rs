@@ -20,7 +20,7 @@ use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::Connection;
 
-use crate::broker::{Broker, Event};
+use crate::broker::{Broker, Event, Mode};
 use crate::caller::{current_uid, exe_of, Caller};
 
 /// Which bus to serve on.
@@ -64,7 +64,9 @@ impl DbusService {
                 c
             }
         };
-        if caller.uid != current_uid() {
+        // System mode serves every local user; each call is authorized by the caller's uid in
+        // the broker.
+        if self.broker.mode() == Mode::User && caller.uid != current_uid() {
             tracing::warn!(
                 target: "tokenbroker::audit",
                 decision = "deny",
@@ -112,12 +114,11 @@ async fn identify(conn: &Connection, sender: &str) -> Result<Caller, DbusError> 
         Some(None) => (pid, None),
         None => (pid, pid.and_then(exe_of)),
     };
+    let groups = creds.unix_group_ids().cloned().unwrap_or_default();
     Ok(Caller {
         uid,
-        gid: creds
-            .unix_group_ids()
-            .and_then(|g| g.first().copied())
-            .unwrap_or(u32::MAX),
+        gid: groups.first().copied().unwrap_or(u32::MAX),
+        groups,
         pid,
         exe,
         transport: "dbus",
@@ -163,10 +164,10 @@ impl DbusService {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<AccountEntry>, DbusError> {
-        self.caller(conn, &hdr).await?;
+        let caller = self.caller(conn, &hdr).await?;
         Ok(self
             .broker
-            .list_accounts()
+            .list_accounts(&caller)
             .into_iter()
             .map(|a| {
                 (
@@ -202,8 +203,8 @@ impl DbusService {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<StatusEntry, DbusError> {
-        self.caller(conn, &hdr).await?;
-        let s = self.broker.status();
+        let caller = self.caller(conn, &hdr).await?;
+        let s = self.broker.status(&caller);
         Ok((
             s.daemon_version,
             s.protocol.to_string(),
@@ -312,6 +313,21 @@ pub async fn start(broker: Broker, bus: Bus, replace: bool) -> Result<Served, St
         }
     });
 
+    // Signals are broadcast to every connection of the bus. On the system bus that would tell
+    // every local user the names and states of other users' accounts and which of their apps
+    // ask for tokens, so a system-mode daemon sends none: there, the socket's Subscribe (which
+    // delivers each user only its own events) is the way to follow changes.
+    if broker.mode() == Mode::System {
+        tracing::info!(
+            bus = which,
+            name = BUS_NAME,
+            "serving on D-Bus (no signals in system mode)"
+        );
+        return Ok(Served {
+            connection,
+            name_lost,
+        });
+    }
     let conn = connection.clone();
     let mut events = broker.subscribe();
     tokio::spawn(async move {

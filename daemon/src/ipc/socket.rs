@@ -26,7 +26,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use zeroize::Zeroize;
 
-use crate::broker::{AgentGuard, Broker, Event};
+use crate::broker::{AgentGuard, Broker, Event, Mode};
 use crate::caller::{current_uid, exe_of, Caller};
 use crate::error::{Error, Result};
 
@@ -51,7 +51,10 @@ impl Default for SocketOptions {
 /// default `$XDG_RUNTIME_DIR/tokenbroker`) an existing folder must be ours and is made 0700,
 /// otherwise (a folder named by `--socket`) it is left as it is. A live daemon on the same path
 /// is an error; a stale socket is replaced; any other file there is an error.
-pub fn bind(path: &Path, own_folder: bool) -> Result<UnixListener> {
+///
+/// `everyone` (system mode): the socket is 0666 and a missing folder is made 0755, so that every
+/// local user reaches it; each request is then authorized by the peer's uid.
+pub fn bind(path: &Path, own_folder: bool, everyone: bool) -> Result<UnixListener> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let fail = |message: String| Error::Socket {
         path: path.to_owned(),
@@ -61,6 +64,13 @@ pub fn bind(path: &Path, own_folder: bool) -> Result<UnixListener> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .ok_or_else(|| fail("the socket path has no folder".into()))?;
+    if everyone && !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .create(dir)
+            .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)))
+            .map_err(|e| fail(format!("cannot create its folder: {e}")))?;
+    }
     crate::config::create_private_dir(dir)
         .map_err(|e| fail(format!("cannot create its folder: {e}")))?;
     let meta =
@@ -93,7 +103,8 @@ pub fn bind(path: &Path, own_folder: bool) -> Result<UnixListener> {
             .map_err(|e| fail(format!("cannot remove the stale socket: {e}")))?;
     }
     let listener = UnixListener::bind(path).map_err(|e| fail(format!("cannot bind: {e}")))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+    let mode = if everyone { 0o666 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| fail(format!("cannot set its permissions: {e}")))?;
     Ok(listener)
 }
@@ -150,11 +161,40 @@ fn identify(stream: &UnixStream) -> Option<Caller> {
     Some(Caller {
         uid: cred.uid(),
         gid: cred.gid(),
+        groups: peer_groups(stream),
         pid,
         exe,
         transport: "socket",
         client_hint: None,
     })
+}
+
+/// The peer's supplementary groups at connect time (SO_PEERGROUPS); empty when unavailable.
+#[cfg(target_os = "linux")]
+fn peer_groups(stream: &UnixStream) -> Vec<u32> {
+    use std::os::fd::AsRawFd;
+    let mut groups = vec![0 as libc::gid_t; 256];
+    let mut len = (groups.len() * std::mem::size_of::<libc::gid_t>()) as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `groups`, and says how many it wrote.
+    let r = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERGROUPS,
+            groups.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Vec::new();
+    }
+    groups.truncate(len as usize / std::mem::size_of::<libc::gid_t>());
+    groups
+}
+
+#[cfg(not(target_os = "linux"))]
+fn peer_groups(_stream: &UnixStream) -> Vec<u32> {
+    Vec::new()
 }
 
 /// None: the kernel offers no pidfd. Some(None): it does, and the process is gone.
@@ -198,7 +238,7 @@ async fn connection(stream: UnixStream, broker: Broker, opts: &SocketOptions) {
         )
         .await;
     };
-    if caller.uid != current_uid() {
+    if broker.mode() == Mode::User && caller.uid != current_uid() {
         tracing::warn!(
             target: "tokenbroker::audit",
             decision = "deny",
@@ -234,6 +274,7 @@ async fn connection(stream: UnixStream, broker: Broker, opts: &SocketOptions) {
                 tokio::select! {
                     r = reader.read_line(&mut line) => break Ok(r),
                     ev = rx.recv() => match ev {
+                        Ok(ev) if !broker.event_is_for(&caller, &ev) => {}
                         Ok(ev) => {
                             if write.write_all(&notification_line(&ev)).await.is_err() {
                                 return;
@@ -274,7 +315,7 @@ async fn connection(stream: UnixStream, broker: Broker, opts: &SocketOptions) {
             if let Some(sub) = &subscribe {
                 events = Some(broker.subscribe());
                 if sub.consent_agent {
-                    _agent = Some(broker.consent_agent());
+                    _agent = Some(broker.consent_agent(&caller));
                 }
             }
         }
@@ -563,8 +604,8 @@ async fn dispatch(
             })
         }
         methods::GET_TOKEN => ok(broker.get_token(caller, params(raw)?).await?),
-        methods::LIST_ACCOUNTS => ok(broker.list_accounts()),
-        methods::STATUS => ok(broker.status()),
+        methods::LIST_ACCOUNTS => ok(broker.list_accounts(caller)),
+        methods::STATUS => ok(broker.status(caller)),
         methods::SIGN_IN => {
             let p: SignInParams = params(raw)?;
             ok(broker.sign_in(caller, &p.account, p.password).await?)
