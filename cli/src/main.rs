@@ -547,6 +547,9 @@ pub(crate) fn print_accounts(accounts: &[AccountInfo], json: bool) -> Result<(),
             a.state.as_str(),
             expiry
         );
+        if let Some(o) = &a.owner {
+            print!("\towner={o}");
+        }
         match &a.detail {
             Some(d) => println!("\t{d}"),
             None => println!(),

@@ -186,6 +186,7 @@ fn run(args: Args) -> anyhow::Result<()> {
 
 /// The system mode's encrypted store under `state`: its key from the systemd credential
 /// `store-key`, else from `state/store.key` (made on first start).
+#[cfg(unix)]
 fn open_sealed(state: &std::path::Path) -> anyhow::Result<Arc<dyn Backend>> {
     use crate::sealed::{KeySource, Sealed, StoreKey};
     let creds = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
@@ -202,6 +203,11 @@ fn open_sealed(state: &std::path::Path) -> anyhow::Result<Arc<dyn Backend>> {
     }
     let sealed = Sealed::open(&state.join("secrets"), key)?;
     Ok(Arc::new(sealed))
+}
+
+#[cfg(not(unix))]
+fn open_sealed(_state: &std::path::Path) -> anyhow::Result<Arc<dyn Backend>> {
+    anyhow::bail!("system mode (--system) is for Unix systems")
 }
 
 /// Everything `serve` needs.

@@ -317,6 +317,31 @@ impl AuthServer {
         })
     }
 
+    /// Every refresh token the server has issued, read from its database: for tests that
+    /// search files and logs for them.
+    pub fn refresh_tokens(&self) -> anyhow::Result<Vec<String>> {
+        let db = self._dir.path().join("data").join("authserver.sqlite3");
+        let out = run_tool(
+            Command::new("python3").arg("-c").arg(
+                "import sqlite3, sys\nfor (t,) in sqlite3.connect(sys.argv[1]).execute('select token from oauth2_provider_refreshtoken'):\n    print(t)",
+            ).arg(&db),
+            None,
+            Duration::from_secs(20),
+        )?;
+        if !out.status.success() {
+            bail!(
+                "cannot read {}: {}",
+                db.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .filter(|l| !l.is_empty())
+            .collect())
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

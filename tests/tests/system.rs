@@ -210,6 +210,16 @@ fn two_users_each_get_only_their_own_accounts() {
 
     // The store is the service's: other users cannot read its files, which hold no secret in
     // plain text; the logs hold none either.
+    let refresh_tokens = server.refresh_tokens().unwrap();
+    assert!(refresh_tokens.len() >= 2, "{refresh_tokens:?}");
+    let mut secrets: Vec<&str> = vec![
+        PASSWORD_CLIENT_SECRET,
+        ALICE_PASSWORD,
+        BOB_PASSWORD,
+        &t2,
+        &t3,
+    ];
+    secrets.extend(refresh_tokens.iter().map(String::as_str));
     let files = d.store_files().unwrap();
     assert!(files.len() >= 3, "{files:?}"); // two refresh tokens and the client secret
     for f in &files {
