@@ -180,6 +180,39 @@ fn mkdir(path: &Path, mode: u32, owner: &User) {
     chown(path, owner);
 }
 
+/// What the packaged system unit says about how the daemon is started.
+#[derive(Debug)]
+pub struct Unit {
+    pub user: String,
+    pub exec_start: String,
+    pub runtime_mode: u32,
+    pub state_mode: u32,
+    pub logs_mode: u32,
+}
+
+impl Unit {
+    /// packaging/systemd/system/tokenbrokerd.service, read for the settings the harness copies.
+    pub fn packaged() -> Unit {
+        let path = repo().join("packaging/systemd/system/tokenbrokerd.service");
+        let text = fs::read_to_string(&path).expect("the packaged system unit");
+        let get = |key: &str| -> String {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                .unwrap_or_else(|| panic!("{} has no {key}=", path.display()))
+                .trim()
+                .to_owned()
+        };
+        let mode = |key: &str| u32::from_str_radix(&get(key), 8).expect("an octal mode");
+        Unit {
+            user: get("User"),
+            exec_start: get("ExecStart"),
+            runtime_mode: mode("RuntimeDirectoryMode"),
+            state_mode: mode("StateDirectoryMode"),
+            logs_mode: mode("LogsDirectoryMode"),
+        }
+    }
+}
+
 /// The system daemon and its private system bus.
 pub struct SystemDaemon {
     pub dir: TempDir,
@@ -203,7 +236,9 @@ impl SystemDaemon {
     /// Lay out the unit's folders, start the bus, and start the daemon with `credential` as
     /// the `store-key` credential (None: the daemon makes its key file).
     pub fn start(config: &str, credential: Option<&[u8]>) -> anyhow::Result<SystemDaemon> {
-        let service = local_user("tokenbroker");
+        let unit = Unit::packaged();
+        assert_eq!(unit.exec_start, "/usr/bin/tokenbrokerd --system");
+        let service = local_user(&unit.user);
         let dir = tempfile::tempdir()?;
         // Others traverse the test's folder, as they do / and /run.
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o711))?;
@@ -223,9 +258,9 @@ impl SystemDaemon {
         let state = dir.path().join("state");
         let logs = dir.path().join("logs");
         let run = dir.path().join("run");
-        mkdir(&state, 0o700, &service);
-        mkdir(&logs, 0o750, &service);
-        mkdir(&run, 0o755, &service);
+        mkdir(&state, unit.state_mode, &service);
+        mkdir(&logs, unit.logs_mode, &service);
+        mkdir(&run, unit.runtime_mode, &service);
         // $CREDENTIALS_DIRECTORY: the service's own, read-only.
         let creds = dir.path().join("credentials");
         fs::create_dir_all(&creds)?;
