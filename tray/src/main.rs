@@ -23,6 +23,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    harden();
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -39,6 +40,24 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// The tray holds passwords for a moment: no core files, and no tracing or memory reads by the
+/// user's other processes (`PR_SET_DUMPABLE=0`), as the daemon does.
+#[cfg(target_os = "linux")]
+fn harden() {
+    let no_core = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on this process with valid arguments.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn harden() {}
 
 fn settings(args: Args) -> anyhow::Result<tokenbroker_tray::link::Settings> {
     let socket = match args.socket {

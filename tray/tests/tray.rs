@@ -319,13 +319,74 @@ fn icon_shows_the_state_and_sign_in_goes_through_pinentry() {
     });
     assert!(at.0.abs_diff(at2.0) < 20 && at.1.abs_diff(at2.1) < 20);
 
-    // A click opens the menu: new pixels below the tray, and the account line in them.
-    let before = display.screenshot(&art.join("tray-before-click.png"));
-    display.xdotool(&["mousemove", &at2.0.to_string(), &at2.1.to_string()]);
+    // The password is not left in the tray's memory once sent (reading it needs root).
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        assert!(
+            !contains(&read_memory(tray.child.id()), ALICE_PASSWORD.as_bytes()),
+            "the password is still in the tray's memory"
+        );
+    } else {
+        eprintln!("not root: the tray's memory is not searched for the password");
+    }
+
+    // A click opens the menu (kept as the menu's screenshot).
+    open_menu(&display, at2, &art.join("tray-menu.png"));
+    // Its items work: Sign out of me (the second selectable item).
+    pin.set("pin", None);
+    display.xdotool(&["key", "Down", "Down", "Return"]);
+    wait_for("the account signed out from the menu", 20, || {
+        (state_of(&d, "me") == AccountState::NeedsSignIn).then_some(())
+    });
+    wait_for("the amber icon again", 20, || {
+        let img = display.screenshot(&art.join("tray-signed-out.png"));
+        (find(&img, amber, 0..40).0 >= 40).then_some(())
+    });
+    // Sign in to me… (the first): the pinentry prompt, then signed in.
+    pin.set("pin", Some(ALICE_PASSWORD));
+    let asked = pin
+        .prompts()
+        .iter()
+        .filter(|p| p["command"] == "GETPIN")
+        .count();
+    open_menu(&display, at2, &art.join("tray-menu-signed-out.png"));
+    display.xdotool(&["key", "Down", "Return"]);
+    wait_for("the account signed in from the menu", 30, || {
+        (state_of(&d, "me") == AccountState::SignedIn).then_some(())
+    });
+    assert!(
+        pin.prompts()
+            .iter()
+            .filter(|p| p["command"] == "GETPIN")
+            .count()
+            > asked
+    );
+    // Show audit log (the third): a window of that name.
+    wait_for("the green icon again", 20, || {
+        let img = display.screenshot(&art.join("tray-signed-in-again.png"));
+        (find(&img, green, 0..40).0 >= 40).then_some(())
+    });
+    open_menu(&display, at2, &art.join("tray-menu-again.png"));
+    display.xdotool(&["key", "Down", "Down", "Down", "Return"]);
+    wait_for("the audit log window", 15, || {
+        let out = Command::new("xdotool")
+            .args(["search", "--name", "tokenbroker: audit log"])
+            .env("DISPLAY", &display.number)
+            .output()
+            .unwrap();
+        (out.status.success() && !out.stdout.is_empty()).then_some(())
+    });
+    display.screenshot(&art.join("tray-audit-log.png"));
+    assert!(tray.running(), "the tray exited: {}", tray.log());
+}
+
+/// Click the icon at `at` and wait until a menu is drawn below the tray.
+fn open_menu(display: &Display, at: (usize, usize), png: &Path) {
+    let before = display.screenshot(png);
+    display.xdotool(&["mousemove", &at.0.to_string(), &at.1.to_string()]);
     display.xdotool(&["click", "1"]);
-    let shot = art.join("tray-menu.png");
     wait_for("the menu", 15, || {
-        let img = display.screenshot(&shot);
+        let img = display.screenshot(png);
         let changed = img
             .chunks(3)
             .zip(before.chunks(3))
@@ -334,8 +395,42 @@ fn icon_shows_the_state_and_sign_in_goes_through_pinentry() {
             .count();
         (changed > 2000).then_some(())
     });
-    display.xdotool(&["key", "Escape"]);
-    assert!(tray.running(), "the tray exited: {}", tray.log());
+    // Let GTK finish mapping it and take the keyboard grab.
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+/// Every private writable mapping of `pid`, read through /proc/PID/mem (as root).
+fn read_memory(pid: u32) -> Vec<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    let mut out = Vec::new();
+    for line in maps.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 2 || !f[1].starts_with("rw") || f.get(5).is_some_and(|p| p.starts_with("[v")) {
+            continue;
+        }
+        let Some((a, b)) = f[0].split_once('-') else {
+            continue;
+        };
+        let (a, b) = (
+            u64::from_str_radix(a, 16).unwrap(),
+            u64::from_str_radix(b, 16).unwrap(),
+        );
+        if b - a > 1 << 30 {
+            continue;
+        }
+        let mut buf = vec![0u8; (b - a) as usize];
+        if mem.seek(SeekFrom::Start(a)).is_ok() && mem.read_exact(&mut buf).is_ok() {
+            out.extend_from_slice(&buf);
+        }
+    }
+    assert!(out.len() > 1 << 20, "read too little of the tray's memory");
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Run socat as an app asking for a token of `me`; the GetToken reply.
