@@ -392,13 +392,12 @@ impl Backend {
                 Ok(Some(p)) => p,
                 Ok(None) => {
                     tracing::info!(account = %account, "sign-in cancelled");
-                    if auto {
-                        lock(&self.inner.cancelled).insert(account.to_owned(), Instant::now());
-                    }
+                    self.quiet(account, auto);
                     return;
                 }
                 Err(PinentryError::Timeout) => {
                     tracing::info!(account = %account, "the sign-in prompt timed out");
+                    self.quiet(account, auto);
                     return;
                 }
                 Err(e) => {
@@ -435,9 +434,20 @@ impl Backend {
                 Err(e) => {
                     tracing::warn!(account = %account, error = %e, "sign-in failed");
                     self.tell("tokenbroker: sign-in failed", &e.to_string());
+                    self.quiet(account, auto);
                     return;
                 }
             }
+        }
+        tracing::info!(account = %account, "no sign-in after {ATTEMPTS} attempts");
+        self.quiet(account, auto);
+    }
+
+    /// After a daemon-asked prompt that got no password, stop asking by itself for a while:
+    /// every token request of an app for that account raises another `SignInRequired`.
+    fn quiet(&self, account: &str, auto: bool) {
+        if auto {
+            lock(&self.inner.cancelled).insert(account.to_owned(), Instant::now());
         }
     }
 
