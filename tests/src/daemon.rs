@@ -155,23 +155,8 @@ impl Daemon {
     /// Provider `dot` at the test authorization server: the password client with Basic auth
     /// (its awkward secret through the keychain) and `scopes` as its default scopes.
     pub fn add_dot_provider(&self, server: &AuthServer, scopes: &[&str]) {
-        let issuer = server.issuer();
-        let mut args = vec![
-            "provider",
-            "add",
-            "dot",
-            "--issuer",
-            &issuer,
-            "--client-id",
-            PASSWORD_CLIENT_ID,
-            "--client-auth",
-            "basic",
-            "--client-secret-stdin",
-            "--allow-insecure-loopback",
-        ];
-        for s in scopes {
-            args.extend(["--scope", s]);
-        }
+        let args = dot_provider_args(server, scopes);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.cli_ok(&args, Some(&format!("{PASSWORD_CLIENT_SECRET}\n")));
     }
 
@@ -222,6 +207,31 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// `provider add dot ...` for the test authorization server's password client (Basic auth, its
+/// secret on standard input: [`PASSWORD_CLIENT_SECRET`]) with `scopes` as default scopes.
+pub fn dot_provider_args(server: &AuthServer, scopes: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "provider",
+        "add",
+        "dot",
+        "--issuer",
+        &server.issuer(),
+        "--client-id",
+        PASSWORD_CLIENT_ID,
+        "--client-auth",
+        "basic",
+        "--client-secret-stdin",
+        "--allow-insecure-loopback",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for s in scopes {
+        args.extend(["--scope".to_owned(), s.to_string()]);
+    }
+    args
 }
 
 pub fn run_cli(

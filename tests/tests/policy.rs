@@ -307,38 +307,8 @@ fn allow_once_works_once_and_the_audit_shows_every_decision() {
 
 /// A second local user, created for the test.
 fn second_user() -> (u32, u32) {
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "creating a second user needs root"
-    );
-    if Command::new("id")
-        .arg("tbtest2")
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
-        let out = Command::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-                "tbtest2",
-            ])
-            .output()
-            .unwrap();
-        // Another test may have created it meanwhile.
-        assert!(
-            out.status.success() || String::from_utf8_lossy(&out.stderr).contains("exists"),
-            "{out:?}"
-        );
-    }
-    let id = |flag: &str| -> u32 {
-        let o = Command::new("id").args([flag, "tbtest2"]).output().unwrap();
-        String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
-    };
-    (id("-u"), id("-g"))
+    let u = tokenbroker_e2e::system::local_user("tbtest2");
+    (u.uid, u.gid)
 }
 
 /// Let others traverse the test's own folders (never the temp dir itself).

@@ -6,6 +6,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
 
 use serde_json::Value;
+use tokenbroker_e2e::daemon::dot_provider_args;
 use tokenbroker_e2e::peers::*;
 use tokenbroker_e2e::system::{local_group, local_user, root, SystemDaemon, User};
 
@@ -31,26 +32,9 @@ fn account_names(d: &SystemDaemon, user: &User) -> Vec<String> {
 }
 
 fn add_provider(d: &SystemDaemon, server: &AuthServer) {
-    let issuer = server.issuer();
-    d.cli_ok(
-        &root(),
-        &[
-            "provider",
-            "add",
-            "dot",
-            "--issuer",
-            &issuer,
-            "--client-id",
-            PASSWORD_CLIENT_ID,
-            "--client-auth",
-            "basic",
-            "--client-secret-stdin",
-            "--allow-insecure-loopback",
-            "--scope",
-            "read",
-        ],
-        Some(&format!("{PASSWORD_CLIENT_SECRET}\n")),
-    );
+    let args = dot_provider_args(server, &["read"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    d.cli_ok(&root(), &args, Some(&format!("{PASSWORD_CLIENT_SECRET}\n")));
 }
 
 fn add_account(d: &SystemDaemon, admin: &User, name: &str, username: &str, owner: &str) {
