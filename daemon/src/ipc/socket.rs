@@ -173,23 +173,34 @@ fn identify(stream: &UnixStream) -> Option<Caller> {
 #[cfg(target_os = "linux")]
 fn peer_groups(stream: &UnixStream) -> Vec<u32> {
     use std::os::fd::AsRawFd;
-    let mut groups = vec![0 as libc::gid_t; 256];
-    let mut len = (groups.len() * std::mem::size_of::<libc::gid_t>()) as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `groups`, and says how many it wrote.
-    let r = unsafe {
-        libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERGROUPS,
-            groups.as_mut_ptr().cast(),
-            &mut len,
-        )
-    };
-    if r != 0 {
-        return Vec::new();
+    const GID: usize = std::mem::size_of::<libc::gid_t>();
+    // 64 groups fit most users; on ERANGE the kernel says how many bytes it needs (at most
+    // NGROUPS_MAX, 65536 groups).
+    let mut want = 64 * GID;
+    for _ in 0..2 {
+        let mut groups = vec![0 as libc::gid_t; want / GID];
+        let mut len = want as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `groups`, and says how many.
+        let r = unsafe {
+            libc::getsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        if r == 0 {
+            groups.truncate(len as usize / GID);
+            return groups;
+        }
+        let erange = std::io::Error::last_os_error().raw_os_error() == Some(libc::ERANGE);
+        if !erange || len as usize <= want || len as usize > 65_536 * GID {
+            break;
+        }
+        want = len as usize;
     }
-    groups.truncate(len as usize / std::mem::size_of::<libc::gid_t>());
-    groups
+    Vec::new()
 }
 
 #[cfg(not(target_os = "linux"))]
