@@ -223,11 +223,12 @@ impl Backend {
                     }
                 }
                 Err(e) => {
+                    // "Not running" is what the icon says already; other failures are news.
                     let why = match &e {
-                        ClientError::NotRunning { .. } => "not running".to_owned(),
-                        other => other.to_string(),
+                        ClientError::NotRunning { .. } => None,
+                        other => Some(other.to_string()),
                     };
-                    self.update(|m| m.link = Link::Offline(Some(why)));
+                    self.update(|m| m.link = Link::Offline(why));
                 }
             }
             std::thread::sleep(backoff);

@@ -217,6 +217,21 @@ impl FakePinentry {
     }
 }
 
+/// trayer, an XEmbed tray host, as a 160×32 dock at the top left.
+fn start_trayer(dir: &Path, display: &Display) -> Proc {
+    Proc::spawn(
+        "trayer",
+        dir,
+        Command::new("trayer")
+            .args(["--SetDockType", "true", "--edge", "top", "--align", "left"])
+            .args(["--widthtype", "pixel", "--width", "160"])
+            .args(["--heighttype", "pixel", "--height", "32"])
+            .args(["--transparent", "false"])
+            .env("DISPLAY", &display.number)
+            .stdout(Stdio::null()),
+    )
+}
+
 fn start_tray(
     dir: &Path,
     display: &Display,
@@ -258,17 +273,7 @@ fn icon_shows_the_state_and_sign_in_goes_through_pinentry() {
     assert_eq!(state_of(&d, "me"), AccountState::NeedsSignIn);
 
     let display = Display::start(dir.path());
-    let mut trayer = Proc::spawn(
-        "trayer",
-        dir.path(),
-        Command::new("trayer")
-            .args(["--SetDockType", "true", "--edge", "top", "--align", "left"])
-            .args(["--widthtype", "pixel", "--width", "160"])
-            .args(["--heighttype", "pixel", "--height", "32"])
-            .args(["--transparent", "false"])
-            .env("DISPLAY", &display.number)
-            .stdout(Stdio::null()),
-    );
+    let mut trayer = start_trayer(dir.path(), &display);
     let pin = FakePinentry::new(dir.path());
     let mut tray = start_tray(dir.path(), &display, &ss, &d.socket, &pin);
 
@@ -480,7 +485,15 @@ fn consent_answers_reach_the_waiting_request_across_daemon_restarts() {
 
     // The tray starts first, with no daemon yet.
     let socket = ss.runtime_dir().join("tokenbroker").join("socket");
+    let _trayer = start_trayer(dir.path(), &display);
     let mut tray = start_tray(dir.path(), &display, &ss, &socket, &pin);
+    // Grey: no daemon. It keeps running, and waits.
+    let art = artifacts();
+    wait_for("the grey icon", 30, || {
+        assert!(tray.running(), "the tray exited: {}", tray.log());
+        let img = display.screenshot(&art.join("tray-no-daemon.png"));
+        (find(&img, icon::colour(Overall::Offline), 0..40).0 >= 40).then_some(())
+    });
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
         tray.running(),
@@ -493,6 +506,10 @@ fn consent_answers_reach_the_waiting_request_across_daemon_restarts() {
     d.add_dot_provider(&server, &["read", "write"]);
     d.add_dot_account("me", ALICE_USERNAME);
     d.login("me", ALICE_PASSWORD);
+    wait_for("the green icon once the daemon is there", 30, || {
+        let img = display.screenshot(&art.join("tray-daemon-appeared.png"));
+        (find(&img, icon::colour(Overall::SignedIn), 0..40).0 >= 40).then_some(())
+    });
 
     // Allow once: the waiting request gets its token.
     pin.set("button", Some("ok"));
