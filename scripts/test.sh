@@ -8,4 +8,6 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build --workspace --locked
 # The README's one-command demo, end to end (exits after printing a token).
 TOKENBROKER_BIN_DIR="$PWD/target/debug" dbus-run-session -- bash scripts/demo-session.sh --once
+# The .deb: build, install, check the installed units, policy, users, man pages (issue 7).
+bash scripts/test-packaging.sh
 cargo test --workspace --locked
