@@ -99,10 +99,11 @@ fn ensure_service_user() {
             "--user-group",
             "tokenbroker",
         ]));
+        // Another test may have made it meanwhile.
+        let err = String::from_utf8_lossy(&made.stderr);
         assert!(
-            made.status.success(),
-            "useradd tokenbroker: {}",
-            String::from_utf8_lossy(&made.stderr)
+            made.status.success() || err.contains("exists"),
+            "useradd tokenbroker: {err}"
         );
     }
 }
