@@ -203,15 +203,21 @@ as_tb=(setpriv --reuid=tokenbroker --regid=tokenbroker --clear-groups --)
 check_out="$("${as_tb[@]}" "${unit_env[@]}" /usr/bin/tokenbrokerd --system --check-config 2>&1)" ||
     fail "tokenbrokerd --system --check-config as tokenbroker: $check_out"
 ok "tokenbrokerd --system --check-config as tokenbroker: $check_out"
-(umask 0077 && exec "${as_tb[@]}" "${unit_env[@]}" /usr/bin/tokenbrokerd --system --no-dbus) >"$sm/daemon.log" 2>&1 &
-daemon_pid=$!
-trap 'kill "$daemon_pid" 2>/dev/null; wait "$daemon_pid" 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 1 100); do
+# Under strace, to check below that every syscall it makes passes the unit's SystemCallFilter=.
+mkdir -m 0700 "$sm/trace"
+(umask 0077 && exec strace -ff -qq -o "$sm/trace/t" "${as_tb[@]}" "${unit_env[@]}" \
+    /usr/bin/tokenbrokerd --system --no-dbus) >"$sm/daemon.log" 2>&1 &
+tracer_pid=$!
+daemon_pid=""
+trap 'kill ${daemon_pid:+"$daemon_pid"} "$tracer_pid" 2>/dev/null; wait "$tracer_pid" 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 1 150); do
     [ -S "$sm/run/socket" ] && break
-    kill -0 "$daemon_pid" 2>/dev/null || break
+    kill -0 "$tracer_pid" 2>/dev/null || break
     sleep 0.1
 done
-[ -S "$sm/run/socket" ] || fail "the installed tokenbrokerd --system made no socket in 10 s: $(tail -n 5 "$sm/daemon.log")"
+[ -S "$sm/run/socket" ] || fail "the installed tokenbrokerd --system made no socket in 15 s: $(tail -n 5 "$sm/daemon.log")"
+daemon_pid="$(pgrep -P "$tracer_pid" | head -n 1)"
+[ -n "$daemon_pid" ] || fail "cannot find the daemon under strace (pid $tracer_pid)"
 mode_is "$sm/run/socket" "666 tokenbroker tokenbroker"
 st="$(setpriv --reuid=65534 --regid=65534 --clear-groups -- /usr/bin/tokenbroker --socket "$sm/run/socket" status 2>&1)" ||
     fail "tokenbroker status as nobody against the system daemon: $st"
@@ -224,14 +230,41 @@ ok "the daemon's store key comes from the $want_key"
 kill "$daemon_pid"
 stopped=no
 for _ in $(seq 1 100); do
-    if ! kill -0 "$daemon_pid" 2>/dev/null; then stopped=yes; break; fi
+    if ! kill -0 "$tracer_pid" 2>/dev/null; then stopped=yes; break; fi
     sleep 0.1
 done
-kill -9 "$daemon_pid" 2>/dev/null || true
-wait "$daemon_pid" 2>/dev/null || true
+kill -9 "$daemon_pid" "$tracer_pid" 2>/dev/null || true
+wait "$tracer_pid" 2>/dev/null || true
 trap 'rm -rf "$work"' EXIT
 [ "$stopped" = yes ] || fail "the system daemon did not stop within 10 s of SIGTERM"
 ok "the system daemon stopped on SIGTERM"
+
+# SystemCallFilter=@system-service then ~@privileged @resources: the syscalls that remain, from
+# systemd's own tables, against every syscall the daemon made after its execve (all threads).
+expand_sets() { # every syscall in the named sets, nested sets expanded
+    local g x
+    for g in "$@"; do
+        systemd-analyze --no-pager syscall-filter "$g" </dev/null 2>/dev/null |
+            sed -n 's/^    \([-@a-z0-9_]*\)$/\1/p' | while read -r x; do
+            case "$x" in @*) expand_sets "$x" ;; *) echo "$x" ;; esac
+        done
+    done
+}
+expand_sets @system-service | sort -u >"$work/allowed.all"
+expand_sets @privileged @resources | sort -u >"$work/denied"
+comm -23 "$work/allowed.all" "$work/denied" >"$work/allowed"
+grep -qx read "$work/allowed" && grep -qx mlockall "$work/allowed" && ! grep -qx setuid "$work/allowed" ||
+    fail "could not read systemd's syscall sets (systemd-analyze syscall-filter)"
+for f in "$sm"/trace/t.*; do
+    awk '/^execve\("\/usr\/bin\/tokenbrokerd"/ { on = 1 } on' "$f" >"$f.daemon"
+    # Threads have no execve of their own: all of their file is the daemon's.
+    [ -s "$f.daemon" ] || grep -q '^execve(' "$f" || cp "$f" "$f.daemon"
+done
+cat "$sm"/trace/t.*.daemon | sed -n 's/^\([a-z0-9_]*\)(.*/\1/p' | sort -u >"$work/used"
+[ "$(grep -c . "$work/used")" -gt 20 ] || fail "strace recorded almost nothing of the daemon"
+outside="$(comm -23 "$work/used" "$work/allowed" | tr '\n' ' ')"
+[ -z "$outside" ] || fail "the daemon makes syscalls that the unit's SystemCallFilter= refuses: $outside"
+ok "all $(grep -c . "$work/used") syscalls the daemon made (start, a request, SIGTERM) pass the unit's SystemCallFilter="
 
 # --- remove, purge --------------------------------------------------------------------------
 mkdir -p /var/lib/tokenbroker /var/log/tokenbroker
