@@ -203,13 +203,54 @@ as_tb=(setpriv --reuid=tokenbroker --regid=tokenbroker --clear-groups --)
 check_out="$("${as_tb[@]}" "${unit_env[@]}" /usr/bin/tokenbrokerd --system --check-config 2>&1)" ||
     fail "tokenbrokerd --system --check-config as tokenbroker: $check_out"
 ok "tokenbrokerd --system --check-config as tokenbroker: $check_out"
+# A private system bus with the system bus's default policy and the installed policy files
+# (/usr/share/dbus-1/system.d, ours among them), as the daemon's system bus.
+mkdir -p "$sm/bus"
+chmod 0755 "$sm/bus"
+cat >"$sm/bus/system.conf" <<BUSCONF
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=$sm/bus/socket</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+  </policy>
+  <includedir>/usr/share/dbus-1/system.d</includedir>
+</busconfig>
+BUSCONF
+dbus-daemon --config-file="$sm/bus/system.conf" --nofork --nopidfile --print-address=1 \
+    >"$sm/bus/address" 2>"$sm/bus/log" &
+bus_pid=$!
+trap 'kill "$bus_pid" 2>/dev/null; wait "$bus_pid" 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 1 100); do
+    [ -s "$sm/bus/address" ] && break
+    sleep 0.1
+done
+bus_address="$(head -n 1 "$sm/bus/address")"
+[ -n "$bus_address" ] || fail "the private system bus did not start: $(cat "$sm/bus/log")"
+chmod 0666 "$sm/bus/socket"
+unit_env+=(DBUS_SYSTEM_BUS_ADDRESS="$bus_address")
+
 # Under strace, to check below that every syscall it makes passes the unit's SystemCallFilter=.
 mkdir -m 0700 "$sm/trace"
 (umask 0077 && exec strace -ff -qq -o "$sm/trace/t" "${as_tb[@]}" "${unit_env[@]}" \
-    /usr/bin/tokenbrokerd --system --no-dbus) >"$sm/daemon.log" 2>&1 &
+    /usr/bin/tokenbrokerd --system) >"$sm/daemon.log" 2>&1 &
 tracer_pid=$!
 daemon_pid=""
-trap 'kill ${daemon_pid:+"$daemon_pid"} "$tracer_pid" 2>/dev/null; wait "$tracer_pid" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill ${daemon_pid:+"$daemon_pid"} "$tracer_pid" "$bus_pid" 2>/dev/null; wait "$tracer_pid" "$bus_pid" 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 1 150); do
     [ -S "$sm/run/socket" ] && break
     kill -0 "$tracer_pid" 2>/dev/null || break
@@ -222,6 +263,17 @@ mode_is "$sm/run/socket" "666 tokenbroker tokenbroker"
 st="$(setpriv --reuid=65534 --regid=65534 --clear-groups -- /usr/bin/tokenbroker --socket "$sm/run/socket" status 2>&1)" ||
     fail "tokenbroker status as nobody against the system daemon: $st"
 ok "another local user (nobody) reaches the system daemon: $(printf '%s' "$st" | head -n 1)"
+reply=""
+for _ in $(seq 1 50); do
+    reply="$(setpriv --reuid=65534 --regid=65534 --clear-groups -- busctl --address="$bus_address" \
+        call io.tokenbroker.Broker1 /io/tokenbroker/Broker1 io.tokenbroker.Broker1 ListAccounts 2>&1)" && break
+    reply="FAILED: $reply"
+    sleep 0.1
+done
+case "$reply" in
+    FAILED:*) fail "nobody's ListAccounts over the system bus: $reply (daemon: $(tail -n 3 "$sm/daemon.log"))" ;;
+esac
+ok "the daemon owns io.tokenbroker.Broker1 on a system bus with the installed policy; nobody calls ListAccounts: $reply"
 case "$want_key" in
     credential) grep -q 'store key from the systemd credential' "$sm/daemon.log" ||
         fail "the daemon did not take its store key from \$CREDENTIALS_DIRECTORY/store-key: $(cat "$sm/daemon.log")" ;;
@@ -235,6 +287,8 @@ for _ in $(seq 1 100); do
 done
 kill -9 "$daemon_pid" "$tracer_pid" 2>/dev/null || true
 wait "$tracer_pid" 2>/dev/null || true
+kill "$bus_pid" 2>/dev/null || true
+wait "$bus_pid" 2>/dev/null || true
 trap 'rm -rf "$work"' EXIT
 [ "$stopped" = yes ] || fail "the system daemon did not stop within 10 s of SIGTERM"
 ok "the system daemon stopped on SIGTERM"
@@ -264,7 +318,7 @@ cat "$sm"/trace/t.*.daemon | sed -n 's/^\([a-z0-9_]*\)(.*/\1/p' | sort -u >"$wor
 [ "$(grep -c . "$work/used")" -gt 20 ] || fail "strace recorded almost nothing of the daemon"
 outside="$(comm -23 "$work/used" "$work/allowed" | tr '\n' ' ')"
 [ -z "$outside" ] || fail "the daemon makes syscalls that the unit's SystemCallFilter= refuses: $outside"
-ok "all $(grep -c . "$work/used") syscalls the daemon made (start, a request, SIGTERM) pass the unit's SystemCallFilter="
+ok "all $(grep -c . "$work/used") syscalls the daemon made (start, a socket and a D-Bus request, SIGTERM) pass the unit's SystemCallFilter="
 
 # --- remove, purge --------------------------------------------------------------------------
 mkdir -p /var/lib/tokenbroker /var/log/tokenbroker
