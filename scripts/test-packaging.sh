@@ -33,8 +33,12 @@ deb="$(tail -n 1 "$work/build.log")"
 [ -f "$deb" ] || fail "build-deb.sh printed no .deb path (got: $deb)"
 ok "built $deb in $((SECONDS - started)) s"
 
-# Start from nothing so that the install runs the first-install path of the postinst.
+# Start from nothing so that the install runs the first-install path of the postinst. A purge
+# wipes the secret store: refuse when one holds anything (a real installation), unless told.
 if dpkg-query -W -f='${Status}' tokenbroker 2>/dev/null | grep -q 'installed'; then
+    if [ -n "$(ls -A /var/lib/tokenbroker 2>/dev/null)" ] && [ "${TOKENBROKER_TEST_PURGE:-}" != 1 ]; then
+        fail "tokenbroker is installed with a secret store in /var/lib/tokenbroker, which this test would purge; set TOKENBROKER_TEST_PURGE=1 to allow it"
+    fi
     dpkg --purge tokenbroker >"$work/purge0.log" 2>&1 || fail "purging the installed tokenbroker: $(cat "$work/purge0.log")"
 fi
 if ! apt-get install -y --no-install-recommends "$deb" >"$work/install.log" 2>&1; then
