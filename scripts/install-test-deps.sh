@@ -13,6 +13,18 @@ packages=(
     gnome-keyring libsecret-tools
     systemd           # busctl, used to enumerate Secret Service items
     python3 python3-venv python3-pip
+    # packaging (issue 7)
+    dpkg-dev                                    # dpkg-shlibdeps: cargo-deb's $auto dependencies
+    man-db groff-base                           # man --warnings -l on the installed pages
+    bash-completion                             # loads the installed bash completion
+    dbus-daemon dbus-bin util-linux passwd      # the system-bus policy test: dbus-daemon, dbus-send, setpriv, useradd
+    systemd                                     # systemd-analyze verify, systemd-sysusers, systemd-tmpfiles, systemd-creds
+    strace                                      # the syscalls of the installed daemon, against the unit's SystemCallFilter=
+    # tray (issue 6)
+    libgtk-3-dev libayatana-appindicator3-dev   # to build tokenbroker-tray (GTK 3, tray-icon)
+    libayatana-appindicator3-1                  # loaded by tray-icon at run time
+    xvfb trayer xdotool imagemagick             # the tray's tests: X server, tray host, clicks, screenshots
+    desktop-file-utils                          # validates the tray's autostart entry
 )
 
 missing=()
