@@ -133,15 +133,20 @@ impl User {
 }
 
 /// A private bus configured like the system bus (nothing may be owned or called unless a
-/// policy file opens it), with the packaged policy file included.
-fn bus_config(socket: &Path) -> String {
+/// policy file opens it, as in /usr/share/dbus-1/system.conf), listening on `socket`, with the
+/// packaged policy folder (packaging/dbus/system.d/) included and, when given, a service
+/// folder for activation files.
+pub fn system_bus_config(socket: &Path, servicedir: Option<&Path>) -> String {
+    let servicedir = servicedir
+        .map(|d| format!("\n  <servicedir>{}</servicedir>", d.display()))
+        .unwrap_or_default();
     format!(
         r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
   <type>system</type>
   <listen>unix:path={socket}</listen>
-  <auth>EXTERNAL</auth>
+  <auth>EXTERNAL</auth>{servicedir}
   <policy context="default">
     <allow user="*"/>
     <deny own="*"/>
@@ -278,7 +283,7 @@ impl SystemDaemon {
         fs::set_permissions(&bus_dir, fs::Permissions::from_mode(0o755))?;
         let bus_socket = bus_dir.join("system_bus_socket");
         let bus_conf = bus_dir.join("system.conf");
-        fs::write(&bus_conf, bus_config(&bus_socket))?;
+        fs::write(&bus_conf, system_bus_config(&bus_socket, None))?;
         let mut cmd = Command::new("dbus-daemon");
         cmd.arg(format!("--config-file={}", bus_conf.display()))
             .args(["--nofork", "--nopidfile"]);

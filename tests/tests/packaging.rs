@@ -15,6 +15,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use tokenbroker_e2e::system::system_bus_config;
+
 const NAME: &str = "io.tokenbroker.Broker1";
 const PATH: &str = "/io/tokenbroker/Broker1";
 const WAIT: Duration = Duration::from_secs(20);
@@ -126,45 +128,6 @@ fn as_user(user: &str, program: &Path) -> Command {
     c
 }
 
-/// The system bus's default policy (as in /usr/share/dbus-1/system.conf: nothing owned or
-/// called unless a policy file opens it) plus our policy file, on a private socket.
-fn bus_config(dir: &Path, socket: &Path) -> String {
-    let system_d = repo().join("packaging/dbus/system.d");
-    let services = repo().join("packaging/dbus/system-services");
-    format!(
-        r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path={socket}</listen>
-  <auth>EXTERNAL</auth>
-  <servicedir>{services}</servicedir>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
-  </policy>
-  <includedir>{system_d}</includedir>
-  <!-- {dir} -->
-</busconfig>
-"#,
-        socket = socket.display(),
-        services = services.display(),
-        system_d = system_d.display(),
-        dir = dir.display(),
-    )
-}
-
 /// A private system-like bus; stopped on drop.
 struct Bus {
     _proc: Proc,
@@ -174,7 +137,8 @@ struct Bus {
 fn start_bus(dir: &Path) -> Bus {
     let socket = dir.join("system_bus_socket");
     let config = dir.join("system.conf");
-    fs::write(&config, bus_config(dir, &socket)).expect("write bus config");
+    let services = repo().join("packaging/dbus/system-services");
+    fs::write(&config, system_bus_config(&socket, Some(&services))).expect("write bus config");
     let mut child = Command::new("dbus-daemon")
         .arg(format!("--config-file={}", config.display()))
         .args(["--nofork", "--nopidfile", "--print-address=1"])
@@ -374,6 +338,13 @@ fn peer_main() {
 
 fn peer(role: &str, address: &str) -> anyhow::Result<()> {
     use anyhow::Context as _;
+    // Under `cargo test --workspace` zbus is built with its tokio feature (the daemon's), and
+    // its object server then spawns onto the current tokio runtime: give it one.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let _entered = runtime.enter();
     let builder = zbus::blocking::connection::Builder::address(address)?;
     match role {
         "owner" => {
