@@ -10,4 +10,13 @@ cargo build --workspace --locked
 TOKENBROKER_BIN_DIR="$PWD/target/debug" dbus-run-session -- bash scripts/demo-session.sh --once
 # The .deb: build, install, check the installed units, policy, users, man pages (issue 7).
 bash scripts/test-packaging.sh
-cargo test --workspace --locked
+# Every test, then one summary line of them all (cargo prints one per test binary).
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --locked 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+awk '/^test result:/ { p += $4; f += $6; s += $8 }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+exit "$status"
