@@ -353,13 +353,7 @@ impl Sealed {
             SecretKey::RefreshToken { account } => ("refresh_token", account),
             SecretKey::ClientSecret { provider } => ("client_secret", provider),
         };
-        let ok = !name.is_empty()
-            && name.len() <= 64
-            && !name.starts_with(['.', '-'])
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        if !ok {
+        if crate::config::check_name(kind, name).is_err() {
             return Err(Error::Store(format!(
                 "refusing to store {kind} under the name {:?}: use 1 to 64 letters, digits, '.', '_' \
                  or '-', not starting with '.' or '-'",

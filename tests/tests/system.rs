@@ -12,6 +12,15 @@ use tokenbroker_e2e::system::{local_group, local_user, root, SystemDaemon, User}
 
 const CONFIG: &str = "version = 1\n\n[policy]\nconsent_timeout_secs = 3\n";
 
+/// The authorization server and the two local users of these tests.
+fn setup() -> (AuthServer, User, User) {
+    let server = AuthServer::start(AuthServerOptions {
+        access_token_lifetime: Some(300),
+    })
+    .unwrap();
+    (server, local_user("tbtest2"), local_user("tbtest3"))
+}
+
 fn json(out: &str) -> Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
 }
@@ -67,12 +76,7 @@ fn login(d: &SystemDaemon, user: &User, account: &str, password: &str) {
 /// system bus; admin operations are refused to them; the store is the service's alone.
 #[test]
 fn two_users_each_get_only_their_own_accounts() {
-    let server = AuthServer::start(AuthServerOptions {
-        access_token_lifetime: Some(300),
-    })
-    .unwrap();
-    let u2 = local_user("tbtest2");
-    let u3 = local_user("tbtest3");
+    let (server, u2, u3) = setup();
     let mut d = SystemDaemon::start(CONFIG, Some(&[7u8; 32])).unwrap();
     assert!(
         d.wait_notification("READY=1", Duration::from_secs(5)),
@@ -273,12 +277,7 @@ fn add_account_refused(d: &SystemDaemon, u2: &User) {
 /// (no credential) is made 0600 and reused across restarts.
 #[test]
 fn a_corrupted_store_file_harms_only_its_account() {
-    let server = AuthServer::start(AuthServerOptions {
-        access_token_lifetime: Some(300),
-    })
-    .unwrap();
-    let u2 = local_user("tbtest2");
-    let u3 = local_user("tbtest3");
+    let (server, u2, u3) = setup();
     let mut d = SystemDaemon::start(CONFIG, None).unwrap();
     assert!(d.wait_log("store key from the key file"));
     let key = d.state.join("store.key");
@@ -325,11 +324,7 @@ fn a_corrupted_store_file_harms_only_its_account() {
 /// drop-in changes nothing.
 #[test]
 fn drop_ins_reload_on_sighup_keeping_cached_tokens() {
-    let server = AuthServer::start(AuthServerOptions {
-        access_token_lifetime: Some(300),
-    })
-    .unwrap();
-    let u2 = local_user("tbtest2");
+    let (server, u2, _) = setup();
     let d = SystemDaemon::start(
         CONFIG,
         Some(b"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n"),
