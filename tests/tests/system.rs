@@ -218,13 +218,7 @@ fn two_users_each_get_only_their_own_accounts() {
             .unwrap();
         assert!(!out.status.success(), "{} readable by tbtest2", f.display());
         let bytes = std::fs::read(f).unwrap();
-        for secret in [
-            PASSWORD_CLIENT_SECRET,
-            ALICE_PASSWORD,
-            BOB_PASSWORD,
-            &t2,
-            &t3,
-        ] {
+        for secret in &secrets {
             assert!(
                 !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
                 "{} holds a secret in plain text",
@@ -233,13 +227,7 @@ fn two_users_each_get_only_their_own_accounts() {
         }
     }
     let logs = d.log() + &std::fs::read_to_string(d.logs.join("audit.jsonl")).unwrap();
-    for secret in [
-        PASSWORD_CLIENT_SECRET,
-        ALICE_PASSWORD,
-        BOB_PASSWORD,
-        &t2,
-        &t3,
-    ] {
+    for secret in &secrets {
         assert!(!logs.contains(secret), "a secret is in the logs");
     }
 
