@@ -748,7 +748,13 @@ impl Broker {
 
     /// An account the caller may see: its own, or any for an admin.
     fn may_see(&self, caller: &Caller, acct: &AccountConfig) -> bool {
-        self.owns(caller, acct) || (self.inner.mode == Mode::System && self.is_admin(caller))
+        self.owns(caller, acct) || self.sees_all(caller)
+    }
+
+    /// A system-mode admin sees every account. Listings ask this once, not per account: it
+    /// looks the admin group up in the group database.
+    fn sees_all(&self, caller: &Caller) -> bool {
+        self.inner.mode == Mode::System && self.is_admin(caller)
     }
 
     /// The account, if the caller owns it. Another user's account is reported as missing, the
@@ -814,10 +820,13 @@ impl Broker {
             self.visible_account(caller, a)?;
         }
         let config = self.config();
+        let all = self.sees_all(caller);
         Ok(config
             .accounts
             .iter()
-            .filter(|(n, a)| account.is_none_or(|x| x == n.as_str()) && self.may_see(caller, a))
+            .filter(|(n, a)| {
+                account.is_none_or(|x| x == n.as_str()) && (all || self.owns(caller, a))
+            })
             .flat_map(|(n, a)| {
                 a.apps.iter().map(move |(exe, r)| AppPolicy {
                     account: n.clone(),
@@ -1386,10 +1395,11 @@ impl Broker {
     /// The accounts the caller may see: in system mode its own (an admin's: all).
     pub fn list_accounts(&self, caller: &Caller) -> Vec<AccountInfo> {
         let config = self.config();
+        let all = self.sees_all(caller);
         config
             .accounts
             .iter()
-            .filter(|(_, a)| self.may_see(caller, a))
+            .filter(|(_, a)| all || self.owns(caller, a))
             .filter_map(|(n, _)| self.account_info(n).ok())
             .collect()
     }
