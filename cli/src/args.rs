@@ -311,3 +311,90 @@ pub enum AccountCmd {
     /// Sign out and remove an account
     Remove { name: String },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use tokenbroker_client::ErrorKind;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn provider_add_needs_issuer_or_token_endpoint() {
+        assert!(
+            Cli::try_parse_from(["tokenbroker", "provider", "add", "p", "--client-id", "c"])
+                .is_err()
+        );
+        assert!(Cli::try_parse_from([
+            "tokenbroker",
+            "provider",
+            "add",
+            "p",
+            "--client-id",
+            "c",
+            "--issuer",
+            "https://x",
+            "--token-endpoint",
+            "https://y"
+        ])
+        .is_err());
+        assert!(Cli::try_parse_from([
+            "tokenbroker",
+            "provider",
+            "add",
+            "p",
+            "--client-id",
+            "c",
+            "--issuer",
+            "https://x"
+        ])
+        .is_ok());
+    }
+
+    #[test]
+    fn account_add_needs_a_grant() {
+        assert!(
+            Cli::try_parse_from(["tokenbroker", "account", "add", "a", "--provider", "p"]).is_err()
+        );
+        assert!(Cli::try_parse_from([
+            "tokenbroker",
+            "account",
+            "add",
+            "a",
+            "--provider",
+            "p",
+            "--client-credentials"
+        ])
+        .is_ok());
+        assert!(Cli::try_parse_from([
+            "tokenbroker",
+            "account",
+            "add",
+            "a",
+            "--provider",
+            "p",
+            "--client-credentials",
+            "--username",
+            "u"
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn exit_codes_in_help_match_the_client_crate() {
+        for (kind, code) in [
+            (ErrorKind::NeedsSignIn, 3),
+            (ErrorKind::Denied, 4),
+            (ErrorKind::ServerError, 5),
+            (ErrorKind::InvalidCredentials, 7),
+            (ErrorKind::NoSuchAccount, 8),
+        ] {
+            assert_eq!(kind.exit_code(), code);
+            assert!(EXIT_HELP.contains(&format!("  {code}  ")), "{code}");
+        }
+    }
+}

@@ -9,24 +9,16 @@ use serde::Serialize;
 use zeroize::Zeroize;
 
 use crate::error::{BrokerError, ErrorKind};
-use crate::protocol::{methods, Request, Response, PROTOCOL_VERSION};
+use crate::protocol::{methods, Request, Response};
 use crate::types::*;
+use crate::version::PROTOCOL_VERSION;
 
 /// The longest reply line a client accepts.
 const MAX_REPLY: usize = 4 * 1024 * 1024;
 
-/// The environment variable that points clients at another socket.
-pub const SOCKET_ENV: &str = "TOKENBROKER_SOCKET";
-
 /// `$TOKENBROKER_SOCKET`, else `$XDG_RUNTIME_DIR/tokenbroker/socket`.
 pub fn default_socket_path() -> Result<PathBuf, ClientError> {
-    if let Some(p) = std::env::var_os(SOCKET_ENV).filter(|p| !p.is_empty()) {
-        return Ok(PathBuf::from(p));
-    }
-    match std::env::var_os("XDG_RUNTIME_DIR").filter(|p| !p.is_empty()) {
-        Some(dir) => Ok(PathBuf::from(dir).join("tokenbroker").join("socket")),
-        None => Err(ClientError::NoSocketPath),
-    }
+    crate::paths::client_socket_path().ok_or(ClientError::NoSocketPath)
 }
 
 #[derive(Debug, thiserror::Error)]

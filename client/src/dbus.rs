@@ -4,6 +4,7 @@
 
 use crate::error::{BrokerError, ErrorKind};
 use crate::secret::SecretText;
+use crate::types::{AccountInfo, ConsentRequest, SignOutReply, StatusReply, TokenReply};
 
 pub const BUS_NAME: &str = "io.tokenbroker.Broker1";
 pub const OBJECT_PATH: &str = "/io/tokenbroker/Broker1";
@@ -19,6 +20,87 @@ pub type TokenEntry = (SecretText, String, u64, Vec<String>);
 
 /// `Status()`'s reply: (daemon_version, protocol, pid, uptime_secs).
 pub type StatusEntry = (String, String, u32, u64);
+
+/// `SignOut()`'s reply: (revoked, warning or "").
+pub type SignOutEntry = (bool, String);
+
+/// `ConsentRequired`'s arguments: (request id, executable, pid or 0, account, scopes).
+pub type ConsentEntry = (u64, String, i32, String, Vec<String>);
+
+/// The bus's forms of the protocol's replies, both ways: the daemon encodes, clients decode,
+/// with the same functions.
+pub fn account_entry(a: &AccountInfo) -> AccountEntry {
+    (
+        a.name.clone(),
+        a.provider.clone(),
+        a.grant.as_str().to_owned(),
+        a.state.as_str().to_owned(),
+        a.expires_at.unwrap_or(0),
+    )
+}
+
+/// An account from a `ListAccounts()` entry. The bus does not carry the username, scopes,
+/// detail or owner: they are empty here.
+pub fn account_from_entry(e: AccountEntry) -> Result<AccountInfo, BrokerError> {
+    let (name, provider, grant, state, expires_at) = e;
+    let bad = |m: String| BrokerError::new(ErrorKind::Protocol, m);
+    Ok(AccountInfo {
+        name,
+        provider,
+        grant: grant.parse().map_err(bad)?,
+        username: None,
+        scopes: Vec::new(),
+        state: state.parse().map_err(bad)?,
+        expires_at: (expires_at > 0).then_some(expires_at),
+        detail: None,
+        owner: None,
+    })
+}
+
+pub fn token_entry(t: TokenReply) -> TokenEntry {
+    (t.access_token, t.token_type, t.expires_at, t.scopes)
+}
+
+pub fn token_from_entry(e: TokenEntry) -> TokenReply {
+    let (access_token, token_type, expires_at, scopes) = e;
+    TokenReply {
+        access_token,
+        token_type,
+        expires_at,
+        scopes,
+    }
+}
+
+pub fn sign_out_entry(r: SignOutReply) -> SignOutEntry {
+    (r.revoked, r.warning.unwrap_or_default())
+}
+
+pub fn sign_out_from_entry(e: SignOutEntry) -> SignOutReply {
+    let (revoked, warning) = e;
+    SignOutReply {
+        revoked,
+        warning: (!warning.is_empty()).then_some(warning),
+    }
+}
+
+pub fn status_entry(s: &StatusReply) -> StatusEntry {
+    (
+        s.daemon_version.clone(),
+        s.protocol.to_string(),
+        s.pid,
+        s.uptime_secs,
+    )
+}
+
+pub fn consent_entry(r: &ConsentRequest) -> ConsentEntry {
+    (
+        r.id,
+        r.exe.clone(),
+        r.pid.unwrap_or(0),
+        r.account.clone(),
+        r.scopes.clone(),
+    )
+}
 
 /// Errors as D-Bus error names: `io.tokenbroker.Error.<Variant>`.
 #[derive(Debug, zbus::DBusError)]
@@ -127,6 +209,37 @@ pub trait Broker1 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn account_entries_round_trip() {
+        use crate::types::{AccountState, Grant};
+        let a = AccountInfo {
+            name: "a".into(),
+            provider: "p".into(),
+            grant: Grant::ClientCredentials,
+            username: None,
+            scopes: Vec::new(),
+            state: AccountState::NeedsSignIn,
+            expires_at: Some(7),
+            detail: None,
+            owner: None,
+        };
+        let back = account_from_entry(account_entry(&a)).unwrap();
+        assert_eq!(back.grant, a.grant);
+        assert_eq!(back.state, a.state);
+        assert_eq!(back.expires_at, Some(7));
+        let bad = (
+            "a".into(),
+            "p".into(),
+            "magic".into(),
+            "signed_in".into(),
+            0,
+        );
+        assert_eq!(
+            account_from_entry(bad).unwrap_err().kind,
+            ErrorKind::Protocol
+        );
+    }
 
     #[test]
     fn every_kind_has_a_dbus_name_that_maps_back() {

@@ -55,27 +55,6 @@ impl ErrorKind {
         ErrorKind::Internal,
     ];
 
-    /// The JSON-RPC error code: -32001 onwards, in the order of [`ErrorKind::ALL`].
-    pub fn rpc_code(self) -> i64 {
-        let idx = ErrorKind::ALL.iter().position(|k| *k == self).unwrap_or(0) as i64;
-        crate::protocol::codes::SERVER_ERROR_BASE - 1 - idx
-    }
-
-    pub fn from_rpc_code(code: i64) -> ErrorKind {
-        use crate::protocol::codes::*;
-        match code {
-            PARSE_ERROR | INVALID_REQUEST => ErrorKind::Protocol,
-            METHOD_NOT_FOUND | INVALID_PARAMS => ErrorKind::InvalidArgument,
-            _ => {
-                let idx = SERVER_ERROR_BASE - 1 - code;
-                usize::try_from(idx)
-                    .ok()
-                    .and_then(|i| ErrorKind::ALL.get(i).copied())
-                    .unwrap_or(ErrorKind::Internal)
-            }
-        }
-    }
-
     /// The CLI's exit code for this kind (docs/CLI exit codes).
     pub fn exit_code(self) -> u8 {
         match self {
@@ -132,20 +111,6 @@ impl BrokerError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rpc_codes_are_distinct_and_round_trip() {
-        let mut seen = std::collections::HashSet::new();
-        for k in ErrorKind::ALL {
-            let c = k.rpc_code();
-            assert!((-32099..=-32001).contains(&c), "{k:?} -> {c}");
-            assert!(seen.insert(c));
-            assert_eq!(ErrorKind::from_rpc_code(c), k);
-        }
-        assert_eq!(ErrorKind::from_rpc_code(-32700), ErrorKind::Protocol);
-        assert_eq!(ErrorKind::from_rpc_code(-32602), ErrorKind::InvalidArgument);
-        assert_eq!(ErrorKind::from_rpc_code(12), ErrorKind::Internal);
-    }
 
     #[test]
     fn exit_codes_match_the_documented_table() {

@@ -8,12 +8,16 @@ pub mod client;
 #[cfg(feature = "dbus")]
 pub mod dbus;
 pub mod error;
+pub mod paths;
 pub mod protocol;
 pub mod secret;
 pub mod types;
+pub mod version;
 
 pub use client::{default_socket_path, Client, ClientError};
 pub use error::{BrokerError, ErrorKind};
-pub use protocol::{Version, MAX_LINE, PROTOCOL_VERSION};
+pub use paths::{SOCKET_ENV, SYSTEM_SOCKET};
+pub use protocol::MAX_LINE;
 pub use secret::SecretText;
 pub use types::*;
+pub use version::{Version, PROTOCOL_VERSION};

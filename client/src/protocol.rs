@@ -1,4 +1,4 @@
-//! JSON-RPC 2.0 framing and the version handshake of the local socket protocol.
+//! JSON-RPC 2.0 framing of the local socket protocol: the envelope, error codes, method names.
 //!
 //! One request per line, one response per line, UTF-8 JSON, a line at most [`MAX_LINE`] bytes
 //! including the newline. The first request on a connection must be `Hello`.
@@ -7,63 +7,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::error::{BrokerError, ErrorKind};
+use crate::types::Notification;
 
 /// The longest request or response line, newline included.
 pub const MAX_LINE: usize = 64 * 1024;
-
-/// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: Version = Version { major: 1, minor: 0 };
-
-/// A protocol version. Peers are compatible when their majors are equal; a minor adds methods or
-/// optional fields only. It travels as the string `"MAJOR.MINOR"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Version {
-    pub major: u16,
-    pub minor: u16,
-}
-
-impl Version {
-    pub fn compatible_with(self, other: Version) -> bool {
-        self.major == other.major
-    }
-}
-
-impl std::fmt::Display for Version {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.major, self.minor)
-    }
-}
-
-impl std::str::FromStr for Version {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("invalid protocol version {s:?}: expected MAJOR.MINOR");
-        let (major, minor) = s.split_once('.').ok_or_else(bad)?;
-        let num = |p: &str| {
-            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(bad());
-            }
-            p.parse::<u16>().map_err(|_| bad())
-        };
-        Ok(Version {
-            major: num(major)?,
-            minor: num(minor)?,
-        })
-    }
-}
-
-impl Serialize for Version {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Version {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
 
 /// Serialize `value` as one protocol line (JSON and a newline) into a buffer sized exactly
 /// beforehand, so that it never reallocates and leaves an unwiped copy of a secret behind. The
@@ -122,6 +69,19 @@ pub struct Request<'a, P: Serialize> {
     pub params: &'a P,
 }
 
+/// An event as the JSON-RPC notification line a subscribed connection receives: the method is
+/// the event's name, the params the event. Empty if it cannot be encoded (it always can).
+pub fn notification_line(n: &Notification) -> Vec<u8> {
+    let ev = Event {
+        jsonrpc: "2.0".into(),
+        method: n.name().into(),
+        params: n,
+    };
+    let mut v = serde_json::to_vec(&ev).unwrap_or_default();
+    v.push(b'\n');
+    v
+}
+
 /// A notification from the daemon to a subscribed connection: no id, no reply.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Event<E> {
@@ -164,6 +124,29 @@ pub mod codes {
     pub const INTERNAL_ERROR: i64 = -32603;
     /// First of the implementation-defined server errors; the broker's errors use -32000 - n.
     pub const SERVER_ERROR_BASE: i64 = -32000;
+}
+
+impl ErrorKind {
+    /// The JSON-RPC error code: -32001 onwards, in the order of [`ErrorKind::ALL`].
+    pub fn rpc_code(self) -> i64 {
+        let idx = ErrorKind::ALL.iter().position(|k| *k == self).unwrap_or(0) as i64;
+        codes::SERVER_ERROR_BASE - 1 - idx
+    }
+
+    pub fn from_rpc_code(code: i64) -> ErrorKind {
+        use codes::*;
+        match code {
+            PARSE_ERROR | INVALID_REQUEST => ErrorKind::Protocol,
+            METHOD_NOT_FOUND | INVALID_PARAMS => ErrorKind::InvalidArgument,
+            _ => {
+                let idx = SERVER_ERROR_BASE - 1 - code;
+                usize::try_from(idx)
+                    .ok()
+                    .and_then(|i| ErrorKind::ALL.get(i).copied())
+                    .unwrap_or(ErrorKind::Internal)
+            }
+        }
+    }
 }
 
 impl From<&BrokerError> for RpcError {
@@ -216,51 +199,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn version_encoding_round_trips() {
-        for (v, s) in [
-            (Version { major: 1, minor: 0 }, "1.0"),
-            (
-                Version {
-                    major: 1,
-                    minor: 12,
-                },
-                "1.12",
-            ),
-            (
-                Version {
-                    major: 65535,
-                    minor: 7,
-                },
-                "65535.7",
-            ),
-        ] {
-            assert_eq!(v.to_string(), s);
-            assert_eq!(s.parse::<Version>().unwrap(), v);
-            let json = serde_json::to_string(&v).unwrap();
-            assert_eq!(json, format!("\"{s}\""));
-            assert_eq!(serde_json::from_str::<Version>(&json).unwrap(), v);
-        }
-    }
-
-    #[test]
-    fn version_rejects_garbage() {
-        for s in [
-            "", "1", "1.", ".1", "1.0.0", "a.b", "-1.0", "1.+2", "70000.0", " 1.0",
-        ] {
-            assert!(s.parse::<Version>().is_err(), "{s:?} parsed");
-        }
-    }
-
-    #[test]
-    fn version_compatibility_is_by_major() {
-        let v = |major, minor| Version { major, minor };
-        assert!(v(1, 0).compatible_with(v(1, 3)));
-        assert!(v(1, 3).compatible_with(v(1, 0)));
-        assert!(!v(1, 0).compatible_with(v(2, 0)));
-        assert!(v(1, 9) < v(1, 10), "ordering is numeric, not textual");
-    }
-
-    #[test]
     fn lines_are_sized_exactly() {
         let v = serde_json::json!({"password": "p&ss=w+rd \u{fc}", "n": [1, 2, 3]});
         let line = to_line(&v).unwrap();
@@ -274,6 +212,32 @@ mod tests {
             serde_json::from_slice::<serde_json::Value>(&line).unwrap(),
             v
         );
+    }
+
+    #[test]
+    fn rpc_codes_are_distinct_and_round_trip() {
+        let mut seen = std::collections::HashSet::new();
+        for k in ErrorKind::ALL {
+            let c = k.rpc_code();
+            assert!((-32099..=-32001).contains(&c), "{k:?} -> {c}");
+            assert!(seen.insert(c));
+            assert_eq!(ErrorKind::from_rpc_code(c), k);
+        }
+        assert_eq!(ErrorKind::from_rpc_code(-32700), ErrorKind::Protocol);
+        assert_eq!(ErrorKind::from_rpc_code(-32602), ErrorKind::InvalidArgument);
+        assert_eq!(ErrorKind::from_rpc_code(12), ErrorKind::Internal);
+    }
+
+    #[test]
+    fn notification_lines_name_the_event() {
+        let line = notification_line(&Notification::SignInRequired {
+            account: "a".into(),
+            reason: "r".into(),
+        });
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(v["method"], "SignInRequired");
+        assert_eq!(v["params"]["event"], "SignInRequired");
+        assert_eq!(line.last(), Some(&b'\n'));
     }
 
     #[test]

@@ -25,13 +25,13 @@ impl SecretText {
         self.expose().is_empty()
     }
 
-    /// Constant-time comparison.
+    /// Comparison in constant time for secrets of the same length (the length is not secret).
     pub fn ct_eq(&self, other: &SecretText) -> bool {
-        let (a, b) = (self.expose().as_bytes(), other.expose().as_bytes());
-        if a.len() != b.len() {
-            return false;
-        }
-        a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        use subtle::ConstantTimeEq;
+        self.expose()
+            .as_bytes()
+            .ct_eq(other.expose().as_bytes())
+            .into()
     }
 }
 

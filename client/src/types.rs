@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::Version;
 use crate::secret::SecretText;
+use crate::version::Version;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,11 +49,23 @@ pub enum Grant {
 }
 
 impl Grant {
+    pub const ALL: [Grant; 2] = [Grant::Password, Grant::ClientCredentials];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Grant::Password => "password",
             Grant::ClientCredentials => "client_credentials",
         }
+    }
+}
+
+impl std::str::FromStr for Grant {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Grant::ALL
+            .into_iter()
+            .find(|g| g.as_str() == s)
+            .ok_or_else(|| format!("unknown grant {:?}", s.chars().take(40).collect::<String>()))
     }
 }
 
@@ -66,12 +78,33 @@ pub enum AccountState {
 }
 
 impl AccountState {
+    pub const ALL: [AccountState; 3] = [
+        AccountState::SignedIn,
+        AccountState::NeedsSignIn,
+        AccountState::Error,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             AccountState::SignedIn => "signed_in",
             AccountState::NeedsSignIn => "needs_sign_in",
             AccountState::Error => "error",
         }
+    }
+}
+
+impl std::str::FromStr for AccountState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        AccountState::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown account state {:?}",
+                    s.chars().take(40).collect::<String>()
+                )
+            })
     }
 }
 
@@ -160,18 +193,33 @@ impl ClientAuth {
     }
 }
 
-/// A provider as the admin describes it. Exactly one of `issuer` and `token_endpoint`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// How a token request body is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyEncoding {
+    /// application/x-www-form-urlencoded (RFC 6749).
+    #[default]
+    Form,
+    /// A JSON object of strings (CyberArk Identity).
+    Json,
+}
+
+/// A provider's settings, as the admin gives them: the same fields in the config file
+/// (`[providers.NAME]`) and on the wire (in [`ProviderSpec`], beside the name). Exactly one of
+/// `issuer` and `token_endpoint`, or a preset's `base_url`. Never a secret.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ProviderSpec {
-    pub name: String,
-    /// A vendor preset; none: generic.
+pub struct ProviderSettings {
+    /// A vendor preset (see `tokenbroker provider presets`); none: generic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preset: Option<String>,
+    /// The tenant or server root that a preset's endpoints are derived from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
+    /// CyberArk: the OAuth2 custom application's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_id: Option<String>,
+    /// ForgeRock (sub-realm) and Keycloak: the realm.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub realm: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -183,19 +231,68 @@ pub struct ProviderSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub introspection_endpoint: Option<String>,
     pub client_id: String,
-    /// None: the preset's method.
+    /// None: the preset's method (client_secret_basic for generic).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_auth: Option<ClientAuth>,
+    /// private_key_jwt: the private key (PEM, RSA or EC P-256), a file readable by its owner only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_key: Option<String>,
+    /// private_key_jwt: the `kid` of the assertion's header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_key_id: Option<String>,
+    /// Extra parameters of every token request, e.g. ForgeRock's auth_chain.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub params: std::collections::BTreeMap<String, String>,
-    #[serde(default)]
+    /// Override the preset's body encoding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<BodyEncoding>,
+    /// Override the preset's name of the username field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_field: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_insecure_loopback: bool,
+}
+
+/// A provider on the wire: its name and its settings, in one JSON object (`{"name": ..,
+/// "client_id": .., ...}`). Unknown fields are refused, as in the config file. `scopes` and
+/// `allow_insecure_loopback` are always written, so that clients can rely on them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProviderSpec {
+    pub name: String,
+    pub settings: ProviderSettings,
+}
+
+impl Serialize for ProviderSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        let mut map = match serde_json::to_value(&self.settings).map_err(S::Error::custom)? {
+            serde_json::Value::Object(m) => m,
+            _ => return Err(S::Error::custom("provider settings are not an object")),
+        };
+        map.insert("name".into(), self.name.clone().into());
+        map.entry("scopes")
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+        map.entry("allow_insecure_loopback")
+            .or_insert(serde_json::Value::Bool(false));
+        map.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ProviderSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let mut map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        let name = match map.remove("name") {
+            Some(serde_json::Value::String(n)) => n,
+            Some(_) => return Err(D::Error::custom("invalid type: `name` must be a string")),
+            None => return Err(D::Error::missing_field("name")),
+        };
+        let settings = ProviderSettings::deserialize(serde_json::Value::Object(map))
+            .map_err(D::Error::custom)?;
+        Ok(ProviderSpec { name, settings })
+    }
 }
 
 /// A preset as `tokenbroker provider presets` lists it.
@@ -356,6 +453,26 @@ pub enum Notification {
     },
 }
 
+impl Notification {
+    /// The event's name: the method of its JSON-RPC notification and the D-Bus signal's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Notification::AccountChanged { .. } => "AccountChanged",
+            Notification::SignInRequired { .. } => "SignInRequired",
+            Notification::ConsentRequired { .. } => "ConsentRequired",
+        }
+    }
+
+    /// The account the event is about.
+    pub fn account(&self) -> &str {
+        match self {
+            Notification::AccountChanged { account, .. }
+            | Notification::SignInRequired { account, .. } => account,
+            Notification::ConsentRequired { request } => &request.account,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubscribeParams {
@@ -398,4 +515,60 @@ pub struct AuditQuery {
     /// At most this many of the newest records (0: a default of 1000).
     #[serde(default)]
     pub limit: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_spec_is_one_flat_object() {
+        let spec = ProviderSpec {
+            name: "corp".into(),
+            settings: ProviderSettings {
+                issuer: Some("https://id.example".into()),
+                client_id: "c".into(),
+                ..Default::default()
+            },
+        };
+        let v = serde_json::to_value(&spec).unwrap();
+        assert_eq!(v["name"], "corp");
+        assert_eq!(v["client_id"], "c");
+        assert_eq!(v["scopes"], serde_json::json!([]));
+        assert_eq!(v["allow_insecure_loopback"], false);
+        let back: ProviderSpec = serde_json::from_value(v).unwrap();
+        assert_eq!(back, spec);
+    }
+
+    #[test]
+    fn provider_spec_refuses_unknown_fields_and_needs_a_name() {
+        let e = serde_json::from_str::<ProviderSpec>(r#"{"name":"p","client_id":"c","colour":1}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `colour`"), "{e}");
+        let e = serde_json::from_str::<ProviderSpec>(r#"{"client_id":"c"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing field `name`"), "{e}");
+    }
+
+    #[test]
+    fn provider_info_flattens_the_spec() {
+        let line = r#"{"name":"p","client_id":"c","scopes":["a"],"allow_insecure_loopback":true,"has_client_secret":true}"#;
+        let info: ProviderInfo = serde_json::from_str(line).unwrap();
+        assert!(info.has_client_secret);
+        assert_eq!(info.spec.settings.scopes, ["a"]);
+        assert!(info.spec.settings.allow_insecure_loopback);
+    }
+
+    #[test]
+    fn names_parse_back() {
+        for g in Grant::ALL {
+            assert_eq!(g.as_str().parse::<Grant>().unwrap(), g);
+        }
+        for a in AccountState::ALL {
+            assert_eq!(a.as_str().parse::<AccountState>().unwrap(), a);
+        }
+        assert!("nope".parse::<Grant>().is_err());
+    }
 }

@@ -7,8 +7,8 @@ use std::sync::Mutex;
 
 use tokenbroker_client::{AuditQuery, AuditRecord, Decision};
 
-use crate::caller::Caller;
-use crate::engine::now_unix;
+use crate::clock::now_unix;
+use crate::policy::Caller;
 
 pub struct Audit {
     path: Option<PathBuf>,
@@ -120,7 +120,7 @@ impl Audit {
 
 fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
     if let Some(dir) = path.parent() {
-        crate::config::create_private_dir(dir)?;
+        crate::files::create_private_dir(dir)?;
     }
     let mut o = std::fs::OpenOptions::new();
     o.create(true).append(true);

@@ -18,50 +18,26 @@ pub fn harden() -> Hardening {
     let mut h = Hardening::default();
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: prctl with PR_SET_DUMPABLE and integer arguments has no memory effects.
-        let r = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-        h.not_dumpable = r == 0;
-        if r != 0 {
-            h.warnings.push(format!(
-                "PR_SET_DUMPABLE failed: {}",
-                std::io::Error::last_os_error()
-            ));
+        match nix::sys::prctl::set_dumpable(false) {
+            Ok(()) => h.not_dumpable = true,
+            Err(e) => h.warnings.push(format!("PR_SET_DUMPABLE failed: {e}")),
         }
     }
     #[cfg(unix)]
     {
-        let zero = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: setrlimit reads the struct we pass and nothing else.
-        let r = unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) };
-        h.no_core = r == 0;
-        if r != 0 {
-            h.warnings.push(format!(
-                "RLIMIT_CORE=0 failed: {}",
-                std::io::Error::last_os_error()
-            ));
+        use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
+        match setrlimit(Resource::RLIMIT_CORE, 0, 0) {
+            Ok(()) => h.no_core = true,
+            Err(e) => h.warnings.push(format!("RLIMIT_CORE=0 failed: {e}")),
         }
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit writes into the struct we pass.
-        let got = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } == 0;
-        let enough = got && (lim.rlim_cur == libc::RLIM_INFINITY || lim.rlim_cur >= MIN_MEMLOCK);
+        let enough = getrlimit(Resource::RLIMIT_MEMLOCK)
+            .is_ok_and(|(soft, _)| soft == RLIM_INFINITY || soft >= MIN_MEMLOCK);
         if enough {
-            // MCL_ONFAULT: lock pages as they are touched, rather than making every mapped page
-            // (the whole binary, every thread's stack) resident at once.
-            // SAFETY: mlockall takes flags only.
-            let r =
-                unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE | libc::MCL_ONFAULT) };
-            h.memory_locked = r == 0;
-            if r != 0 {
-                h.warnings.push(format!(
-                    "mlockall failed ({}): secrets may be swapped out",
-                    std::io::Error::last_os_error()
-                ));
+            match lock_memory() {
+                Ok(()) => h.memory_locked = true,
+                Err(e) => h
+                    .warnings
+                    .push(format!("mlockall failed ({e}): secrets may be swapped out")),
             }
         } else {
             h.warnings.push(format!(
@@ -73,6 +49,20 @@ pub fn harden() -> Hardening {
     h
 }
 
+/// mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT): lock pages as they are touched, rather
+/// than making every mapped page (the whole binary, every thread's stack) resident at once.
+#[cfg(unix)]
+fn lock_memory() -> nix::Result<()> {
+    use nix::sys::mman::{mlockall, MlockAllFlags};
+    let mut flags = MlockAllFlags::MCL_CURRENT | MlockAllFlags::MCL_FUTURE;
+    #[cfg(target_os = "linux")]
+    {
+        // nix names no MCL_ONFAULT; the kernel's value is libc's.
+        flags |= MlockAllFlags::from_bits_retain(libc::MCL_ONFAULT);
+    }
+    mlockall(flags)
+}
+
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     #[test]
@@ -81,17 +71,13 @@ mod tests {
         let exe = std::env::current_exe().unwrap_or_default();
         if std::env::var_os("TB_HARDEN_CHILD").is_some() {
             let h = super::harden();
-            // SAFETY: prctl(PR_GET_DUMPABLE) reads a flag.
-            let dumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) };
-            let mut lim = libc::rlimit {
-                rlim_cur: 1,
-                rlim_max: 1,
-            };
-            // SAFETY: getrlimit writes into lim.
-            unsafe { libc::getrlimit(libc::RLIMIT_CORE, &mut lim) };
+            let dumpable = nix::sys::prctl::get_dumpable().unwrap_or(true);
+            let (core, _) =
+                nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_CORE)
+                    .unwrap_or((1, 1));
             assert!(h.not_dumpable && h.no_core);
-            assert_eq!(dumpable, 0);
-            assert_eq!(lim.rlim_cur, 0);
+            assert!(!dumpable);
+            assert_eq!(core, 0);
             return;
         }
         let out = std::process::Command::new(exe)

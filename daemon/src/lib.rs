@@ -1,18 +1,17 @@
-//! tokenbrokerd: a local OAuth2 credential broker. See ../shared/DESIGN.md and docs/.
-pub mod assertion;
+//! tokenbrokerd: a local OAuth2 credential broker. See ../shared/DESIGN.md and
+//! docs/ARCHITECTURE.md for how these modules fit together.
 pub mod audit;
 pub mod broker;
-pub mod caller;
+pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod error;
-pub mod grant;
+pub mod files;
 pub mod harden;
-pub mod http;
 pub mod ipc;
+pub mod names;
+pub mod oauth;
 pub mod policy;
-pub mod preset;
-pub mod provider;
 pub mod run;
-pub mod sealed;
 pub mod store;
+pub mod users;

@@ -137,7 +137,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let socket_path = match (args.socket, mode) {
         (Some(p), _) => p,
         (None, Mode::System) => systemd_dir("RUNTIME_DIRECTORY", "/run/tokenbroker").join("socket"),
-        (None, Mode::User) => crate::ipc::socket::default_path()
+        (None, Mode::User) => tokenbroker_client::paths::user_socket_path()
             .context("XDG_RUNTIME_DIR is not set: set it or use --socket")?,
     };
     let audit_path = match (args.audit_file, mode) {
@@ -188,9 +188,9 @@ fn run(args: Args) -> anyhow::Result<()> {
 /// `store-key`, else from `state/store.key` (made on first start).
 #[cfg(unix)]
 fn open_sealed(state: &std::path::Path) -> anyhow::Result<Arc<dyn Backend>> {
-    use crate::sealed::{KeySource, Sealed, StoreKey};
+    use crate::store::sealed::{KeySource, Sealed, StoreKey};
     let creds = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
-    crate::config::create_private_dir(state)
+    crate::files::create_private_dir(state)
         .with_context(|| format!("cannot create the state folder {}", state.display()))?;
     let (key, source) = StoreKey::load(creds.as_deref(), &state.join("store.key"))?;
     match &source {

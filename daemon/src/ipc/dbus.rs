@@ -3,25 +3,26 @@
 //! [`Broker`] methods; no logic lives here.
 //!
 //! Caller identity comes from the bus daemon (`GetConnectionCredentials`), which read it from the
-//! kernel when the caller connected. Where the bus hands out a ProcessFD (dbus-broker, newer
-//! dbus-daemon), the executable is resolved through that pidfd, so a pid reused after the caller
-//! exited is not mistaken for it; otherwise through the pid. Credentials are cached per unique
-//! connection name, which the bus never reuses. In user mode a caller of another uid is refused.
+//! kernel when the caller connected; [`attest`] resolves the executable, through the ProcessFD
+//! where the bus hands one out (dbus-broker, newer dbus-daemon). Credentials are cached per
+//! unique connection name, which the bus never reuses. Every call is admitted by
+//! [`Broker::admit`] first.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use tokenbroker_client::dbus::{
-    AccountEntry, DbusError, StatusEntry, TokenEntry, BUS_NAME, OBJECT_PATH,
+    account_entry, consent_entry, sign_out_entry, status_entry, token_entry, AccountEntry,
+    DbusError, SignOutEntry, StatusEntry, TokenEntry, BUS_NAME, OBJECT_PATH,
 };
-use tokenbroker_client::{BrokerError, GetTokenParams, PROTOCOL_VERSION};
+use tokenbroker_client::{BrokerError, GetTokenParams, Notification, PROTOCOL_VERSION};
 use zbus::fdo::{DBusProxy, RequestNameFlags, RequestNameReply};
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::Connection;
 
-use crate::broker::{Broker, Event, Mode};
-use crate::caller::{current_uid, exe_of, Caller};
+use crate::broker::{Broker, Mode};
+use crate::policy::caller::{attest, Caller, PeerFacts};
 
 /// Which bus to serve on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,22 +65,7 @@ impl DbusService {
                 c
             }
         };
-        // System mode serves every local user; each call is authorized by the caller's uid in
-        // the broker.
-        if self.broker.mode() == Mode::User && caller.uid != current_uid() {
-            tracing::warn!(
-                target: "tokenbroker::audit",
-                decision = "deny",
-                uid = caller.uid,
-                pid = caller.pid,
-                exe = %caller.exe_display(),
-                transport = "dbus",
-                "refused a D-Bus caller of another user"
-            );
-            return Err(DbusError::Denied(
-                "this tokenbrokerd serves only its own user".into(),
-            ));
-        }
+        self.broker.admit(&caller)?;
         Ok(caller)
     }
 
@@ -100,30 +86,15 @@ async fn identify(conn: &Connection, sender: &str) -> Result<Caller, DbusError> 
     let uid = creds
         .unix_user_id()
         .ok_or_else(|| DbusError::Denied("the bus did not say the caller's uid".into()))?;
-    let pid = creds.process_id().and_then(|p| i32::try_from(p).ok());
-    // With a ProcessFD: resolve through it, and if it says the caller is gone, do not fall back
-    // to the pid, which may already be another process's.
-    #[cfg(target_os = "linux")]
-    let by_fd = creds
-        .process_fd()
-        .map(|fd| crate::caller::exe_of_pidfd(std::os::fd::AsFd::as_fd(fd)));
-    #[cfg(not(target_os = "linux"))]
-    let by_fd: Option<Option<(i32, std::path::PathBuf)>> = None;
-    let (pid, exe) = match by_fd {
-        Some(Some((pid, exe))) => (Some(pid), Some(exe)),
-        Some(None) => (pid, None),
-        None => (pid, pid.and_then(exe_of)),
-    };
     let groups = creds.unix_group_ids().cloned().unwrap_or_default();
-    Ok(Caller {
+    Ok(attest(PeerFacts {
         uid,
         gid: groups.first().copied().unwrap_or(u32::MAX),
         groups,
-        pid,
-        exe,
+        pid: creds.process_id().and_then(|p| i32::try_from(p).ok()),
+        pidfd: creds.process_fd().map(std::os::fd::AsFd::as_fd),
         transport: "dbus",
-        client_hint: None,
-    })
+    }))
 }
 
 fn broker_err(e: BrokerError) -> DbusError {
@@ -155,7 +126,7 @@ impl DbusService {
             )
             .await
             .map_err(broker_err)?;
-        Ok((t.access_token, t.token_type, t.expires_at, t.scopes))
+        Ok(token_entry(t))
     }
 
     /// Every account: (name, provider, grant, state, expires_at_unix or 0).
@@ -168,16 +139,8 @@ impl DbusService {
         Ok(self
             .broker
             .list_accounts(&caller)
-            .into_iter()
-            .map(|a| {
-                (
-                    a.name,
-                    a.provider,
-                    a.grant.as_str().to_owned(),
-                    a.state.as_str().to_owned(),
-                    a.expires_at.unwrap_or(0),
-                )
-            })
+            .iter()
+            .map(account_entry)
             .collect())
     }
 
@@ -187,14 +150,14 @@ impl DbusService {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
         account: String,
-    ) -> Result<(bool, String), DbusError> {
+    ) -> Result<SignOutEntry, DbusError> {
         let caller = self.caller(conn, &hdr).await?;
         let r = self
             .broker
             .sign_out(&caller, &account)
             .await
             .map_err(broker_err)?;
-        Ok((r.revoked, r.warning.unwrap_or_default()))
+        Ok(sign_out_entry(r))
     }
 
     /// (daemon_version, protocol, pid, uptime_secs).
@@ -204,13 +167,7 @@ impl DbusService {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<StatusEntry, DbusError> {
         let caller = self.caller(conn, &hdr).await?;
-        let s = self.broker.status(&caller);
-        Ok((
-            s.daemon_version,
-            s.protocol.to_string(),
-            s.pid,
-            s.uptime_secs,
-        ))
+        Ok(status_entry(&self.broker.status(&caller)))
     }
 
     /// The daemon's version.
@@ -329,29 +286,22 @@ pub async fn start(broker: Broker, bus: Bus, replace: bool) -> Result<Served, St
         });
     }
     let conn = connection.clone();
-    let mut events = broker.subscribe();
+    let mut events = broker.all_events();
     tokio::spawn(async move {
         let Ok(emitter) = SignalEmitter::new(&conn, OBJECT_PATH) else {
             return;
         };
         loop {
             let sent = match events.recv().await {
-                Ok(Event::AccountChanged { account, state }) => {
+                Ok(Notification::AccountChanged { account, state }) => {
                     DbusService::account_changed(&emitter, &account, state.as_str()).await
                 }
-                Ok(Event::SignInRequired { account, reason }) => {
+                Ok(Notification::SignInRequired { account, reason }) => {
                     DbusService::sign_in_required(&emitter, &account, &reason).await
                 }
-                Ok(Event::ConsentRequired(r)) => {
-                    DbusService::consent_required(
-                        &emitter,
-                        r.id,
-                        &r.exe,
-                        r.pid.unwrap_or(0),
-                        &r.account,
-                        &r.scopes,
-                    )
-                    .await
+                Ok(Notification::ConsentRequired { request }) => {
+                    let (id, exe, pid, account, scopes) = consent_entry(&request);
+                    DbusService::consent_required(&emitter, id, &exe, pid, &account, &scopes).await
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(missed = n, "D-Bus signal forwarding fell behind");

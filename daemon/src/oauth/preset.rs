@@ -6,19 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use tokenbroker_client::ClientAuth;
 
-/// How a token request body is encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BodyEncoding {
-    /// application/x-www-form-urlencoded (RFC 6749).
-    #[default]
-    Form,
-    /// A JSON object of strings (CyberArk Identity).
-    Json,
-}
+pub use tokenbroker_client::BodyEncoding;
 
 pub struct Preset {
     pub name: &'static str,

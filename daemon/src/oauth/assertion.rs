@@ -11,7 +11,8 @@ use serde::Serialize;
 use tokenbroker_client::SecretText;
 use zeroize::Zeroizing;
 
-use crate::engine::now_unix;
+use crate::clock::now_unix;
+use crate::error::{ClientKeyProblem, Error, Result};
 
 /// How long a client assertion is valid.
 pub const LIFETIME_SECS: u64 = 120;
@@ -35,33 +36,35 @@ struct Claims<'a> {
 }
 
 /// Read the key file with care: a regular file, ours, mode 0600 or stricter.
-fn read_key(path: &std::path::Path) -> Result<Zeroizing<Vec<u8>>, String> {
-    let shown = path.display();
-    let meta = std::fs::symlink_metadata(path)
-        .map_err(|e| format!("cannot read the client key {shown}: {e}"))?;
+fn read_key(path: &std::path::Path) -> Result<Zeroizing<Vec<u8>>> {
+    let fail = |problem| Error::ClientKey {
+        path: path.to_owned(),
+        problem,
+    };
+    let meta = std::fs::symlink_metadata(path).map_err(|e| fail(ClientKeyProblem::Read(e)))?;
     if !meta.file_type().is_file() {
-        return Err(format!("the client key {shown} is not a regular file"));
+        return Err(fail(ClientKeyProblem::NotRegular));
     }
     #[cfg(unix)]
     {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
-            return Err(format!(
-                "the client key {shown} is readable by others (mode {mode:o}): `chmod 600 {shown}`"
-            ));
+            return Err(fail(ClientKeyProblem::ReadableByOthers {
+                mode,
+                path: path.to_owned(),
+            }));
         }
-        if meta.uid() != crate::caller::current_uid() {
-            return Err(format!("the client key {shown} belongs to another user"));
+        if meta.uid() != crate::users::current_uid() {
+            return Err(fail(ClientKeyProblem::OthersUser));
         }
     }
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("cannot read the client key {shown}: {e}"))?;
+    let bytes = std::fs::read(path).map_err(|e| fail(ClientKeyProblem::Read(e)))?;
     Ok(Zeroizing::new(bytes))
 }
 
 /// A signed client assertion for `client_id`, for the audience `aud`.
-pub fn sign(key: &ClientKey, client_id: &str, aud: &str) -> Result<SecretText, String> {
+pub fn sign(key: &ClientKey, client_id: &str, aud: &str) -> Result<SecretText> {
     use jsonwebtoken::{Algorithm, EncodingKey, Header};
     let pem = read_key(&key.path)?;
     let (alg, encoding) = if let Ok(k) = EncodingKey::from_rsa_pem(&pem) {
@@ -69,10 +72,10 @@ pub fn sign(key: &ClientKey, client_id: &str, aud: &str) -> Result<SecretText, S
     } else if let Ok(k) = EncodingKey::from_ec_pem(&pem) {
         (Algorithm::ES256, k)
     } else {
-        return Err(format!(
-            "the client key {} is neither an RSA nor an EC P-256 private key in PEM",
-            key.path.display()
-        ));
+        return Err(Error::ClientKey {
+            path: key.path.clone(),
+            problem: ClientKeyProblem::NotAKey,
+        });
     };
     drop(pem);
     let mut header = Header::new(alg);
@@ -91,7 +94,7 @@ pub fn sign(key: &ClientKey, client_id: &str, aud: &str) -> Result<SecretText, S
     };
     jsonwebtoken::encode(&header, &claims, &encoding)
         .map(SecretText::from)
-        .map_err(|e| format!("cannot sign the client assertion: {e}"))
+        .map_err(Error::Sign)
 }
 
 #[cfg(test)]
@@ -116,11 +119,14 @@ mod tests {
                 "c",
                 "a",
             )
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
             assert!(e.contains("readable by others"), "{e}");
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
-        let e = sign(&ClientKey { path, kid: None }, "c", "a").unwrap_err();
+        let e = sign(&ClientKey { path, kid: None }, "c", "a")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("neither an RSA nor an EC"), "{e}");
         assert!(
             !e.contains("not a key"),

@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 
 use tokenbroker_client::AppAccess;
 
-use crate::caller::Caller;
+pub mod caller;
+
+pub use caller::Caller;
+
 use crate::config::{AccountConfig, ProviderConfig};
 use crate::engine::{scope_key, ScopeKey};
 
@@ -37,6 +40,11 @@ pub struct Trusted {
 }
 
 impl Trusted {
+    /// These executables.
+    pub fn new(exes: Vec<PathBuf>) -> Self {
+        Self { exes }
+    }
+
     /// The `tokenbroker` and `tokenbroker-tray` binaries in the daemon's own folder.
     pub fn beside_daemon() -> Self {
         let dir = std::env::current_exe()
@@ -175,12 +183,12 @@ mod tests {
             owner_uid: None,
             apps,
         };
-        let prov = ProviderConfig {
+        let prov = ProviderConfig(tokenbroker_client::ProviderSettings {
             token_endpoint: Some("https://x.example/t".into()),
             client_id: "c".into(),
             client_auth: Some(ClientAuth::None),
             ..Default::default()
-        };
+        });
         (acct, prov)
     }
 

@@ -1,5 +1,6 @@
 //! The token engine's per-account state: the in-memory access-token cache (per scope set), the
-//! single-flight lock, and what the account's state is.
+//! single-flight lock, and what the account's state is. Pure data and short critical sections;
+//! the algorithm that fills it is in the parent module.
 //!
 //! Locks: `flight` (async) is held across network calls, one account at a time, so that
 //! concurrent requests for an expired token cause one refresh, and other accounts never wait.
@@ -7,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokenbroker_client::{AccountState, Grant, SecretText, TokenReply};
 
@@ -19,13 +19,6 @@ pub fn scope_key(scopes: &[String]) -> ScopeKey {
     v.sort();
     v.dedup();
     v
-}
-
-pub fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// A token is never handed out with less than this many seconds left, whatever min_ttl says.

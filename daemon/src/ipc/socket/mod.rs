@@ -1,0 +1,224 @@
+//! The local socket: newline-delimited JSON-RPC 2.0. This module binds it and runs the
+//! connections; [`framing`] reads lines, [`peer`] identifies the caller by the kernel, [`rpc`]
+//! decodes requests and calls the broker.
+//!
+//! In user mode the socket lives in a 0700 folder and is itself 0600, so only the owner's
+//! processes can reach it; each connection's caller is identified from its peer credentials and
+//! admitted by [`Broker::admit`], which refuses any other uid. A connection whose credentials
+//! cannot be read is refused.
+//!
+//! Robustness: a line is at most [`MAX_LINE`] bytes; a longer one, a line that is not a JSON-RPC
+//! request, or a first request that is not `Hello`, gets a JSON-RPC error and closes that
+//! connection only. A connection idle longer than the read timeout is closed. The number of
+//! connections is capped; the one over the cap gets a `busy` error.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokenbroker_client::protocol::{codes, notification_line, RpcError};
+use tokenbroker_client::{BrokerError, ErrorKind, MAX_LINE};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
+use zeroize::Zeroize;
+
+mod framing;
+mod peer;
+mod rpc;
+
+use crate::broker::Broker;
+use crate::error::{Error, Result, SocketProblem};
+use crate::files::create_private_dir;
+use crate::users::current_uid;
+use framing::{LineError, LineReader};
+use rpc::Session;
+
+#[derive(Debug, Clone)]
+pub struct SocketOptions {
+    pub max_connections: usize,
+    /// How long a connection may wait between requests, and how long one request may take to
+    /// arrive.
+    pub read_timeout: Duration,
+}
+
+impl Default for SocketOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 128,
+            read_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Bind the socket (0600). Its folder is created 0700 when missing; with `own_folder` (the
+/// default `$XDG_RUNTIME_DIR/tokenbroker`) an existing folder must be ours and is made 0700,
+/// otherwise (a folder named by `--socket`) it is left as it is. A live daemon on the same path
+/// is an error; a stale socket is replaced; any other file there is an error.
+///
+/// `everyone` (system mode): the socket is 0666 and a missing folder is made 0755, so that every
+/// local user reaches it; each request is then authorized by the peer's uid.
+pub fn bind(path: &Path, own_folder: bool, everyone: bool) -> Result<UnixListener> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let fail = |problem| Error::Socket {
+        path: path.to_owned(),
+        problem,
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .ok_or_else(|| fail(SocketProblem::NoFolder))?;
+    if everyone && !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .create(dir)
+            .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)))
+            .map_err(|e| fail(SocketProblem::CreateFolder(e)))?;
+    }
+    create_private_dir(dir).map_err(|e| fail(SocketProblem::CreateFolder(e)))?;
+    let meta = std::fs::metadata(dir).map_err(|e| fail(SocketProblem::InspectFolder(e)))?;
+    if own_folder && meta.uid() != current_uid() {
+        return Err(fail(SocketProblem::FolderOwnedBy {
+            folder: dir.to_owned(),
+            uid: meta.uid(),
+        }));
+    }
+    if own_folder && meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| fail(SocketProblem::MakePrivate(e)))?;
+    }
+    if let Ok(existing) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !existing.file_type().is_socket() {
+            return Err(fail(SocketProblem::NotASocket));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(fail(SocketProblem::InUse));
+        }
+        std::fs::remove_file(path).map_err(|e| fail(SocketProblem::RemoveStale(e)))?;
+    }
+    let listener = UnixListener::bind(path).map_err(|e| fail(SocketProblem::Bind(e)))?;
+    let mode = if everyone { 0o666 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| fail(SocketProblem::Chmod(e)))?;
+    Ok(listener)
+}
+
+/// Serve until the task is dropped.
+pub async fn serve(listener: UnixListener, broker: Broker, opts: SocketOptions) {
+    let slots = Arc::new(Semaphore::new(opts.max_connections));
+    let opts = Arc::new(opts);
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tokio::spawn(refuse(
+                stream,
+                BrokerError::new(
+                    ErrorKind::Busy,
+                    "the daemon is at its connection limit: try again shortly",
+                ),
+            ));
+            continue;
+        };
+        let (broker, opts) = (broker.clone(), opts.clone());
+        tokio::spawn(async move {
+            connection(stream, broker, &opts).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Answer a connection that is not served with an error, and close it.
+async fn refuse(mut stream: UnixStream, e: BrokerError) {
+    let line = rpc::error_line(serde_json::Value::Null, RpcError::from(&e));
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&line)).await;
+}
+
+/// One connection: identified and admitted once, then a request per line until it closes, is
+/// idle past the read timeout, or breaks the protocol. A subscribed connection also delivers
+/// the events its caller may see, and waits as long as it likes.
+async fn connection(stream: UnixStream, broker: Broker, opts: &SocketOptions) {
+    let Some(caller) = peer::identify(&stream) else {
+        tracing::warn!("refused a connection whose peer credentials cannot be read");
+        return refuse(
+            stream,
+            BrokerError::new(ErrorKind::Denied, "cannot identify the caller"),
+        )
+        .await;
+    };
+    if let Err(e) = broker.admit(&caller) {
+        return refuse(stream, e).await;
+    }
+    let mut session = Session {
+        caller,
+        greeted: false,
+        subscription: None,
+    };
+    let (read, mut write) = stream.into_split();
+    let mut reader = LineReader::new(read);
+    let mut line: Vec<u8> = Vec::with_capacity(1024);
+    loop {
+        line.zeroize();
+        line.clear();
+        let read = match session.subscription.as_mut() {
+            None => tokio::time::timeout(opts.read_timeout, reader.read_line(&mut line)).await,
+            // read_line is cancel-safe: bytes already read stay in `line`.
+            Some(sub) => loop {
+                tokio::select! {
+                    r = reader.read_line(&mut line) => break Ok(r),
+                    ev = sub.events.recv() => match ev {
+                        Ok(ev) if !broker.event_is_for(&session.caller, &ev) => {}
+                        Ok(ev) => {
+                            if write.write_all(&notification_line(&ev)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!(missed = n, "a subscriber fell behind");
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            break Ok(Err(LineError::Eof));
+                        }
+                    },
+                }
+            },
+        };
+        let outcome = match read {
+            Err(_) => {
+                tracing::debug!(
+                    pid = session.caller.pid,
+                    "connection idle past the read timeout"
+                );
+                break;
+            }
+            Ok(Err(LineError::Eof)) => break,
+            Ok(Err(LineError::Io(e))) => {
+                tracing::debug!(error = %e, "read failed");
+                break;
+            }
+            Ok(Err(LineError::TooLong)) => Err(rpc::rpc_error(
+                codes::INVALID_REQUEST,
+                format!("request line longer than {MAX_LINE} bytes"),
+            )),
+            Ok(Ok(())) => Ok(()),
+        };
+        let (mut reply, keep_open) = match outcome {
+            Err(e) => (rpc::error_line(serde_json::Value::Null, e), false),
+            Ok(()) => rpc::handle(&line, &broker, &mut session).await,
+        };
+        line.zeroize();
+        let written = write.write_all(&reply).await;
+        reply.zeroize();
+        if written.is_err() || !keep_open {
+            break;
+        }
+    }
+    line.zeroize();
+}

@@ -1,0 +1,166 @@
+//! Who is calling: identified by the kernel, never by what the caller says about itself.
+//!
+//! Both transports hand the facts the kernel gave them (the socket's peer credentials, the
+//! bus's `GetConnectionCredentials`) to [`attest`], the one place that turns them into a
+//! [`Caller`]. The executable is read through the caller's pidfd where there is one: the pidfd
+//! pins the process that connected, and the process is checked to be alive after its executable
+//! was read, so a pid reused after the caller exited is never taken for it. Without a pidfd
+//! (older kernels and buses), through the bare pid.
+
+use std::path::PathBuf;
+
+/// A caller as the kernel identifies it. `client_hint` is the name the caller declared: a hint
+/// for logs, never trusted.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups, as the kernel (SO_PEERGROUPS) or the bus reports them.
+    pub groups: Vec<u32>,
+    pub pid: Option<i32>,
+    pub exe: Option<PathBuf>,
+    pub transport: &'static str,
+    pub client_hint: Option<String>,
+}
+
+/// What a transport learnt of its peer from the kernel.
+pub struct PeerFacts<'a> {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    /// The pid the kernel reported when the peer connected.
+    pub pid: Option<i32>,
+    /// The peer's pidfd, where the kernel or the bus offers one.
+    #[cfg(unix)]
+    pub pidfd: Option<std::os::fd::BorrowedFd<'a>>,
+    #[cfg(not(unix))]
+    pub pidfd: Option<std::marker::PhantomData<&'a ()>>,
+    pub transport: &'static str,
+}
+
+/// The caller behind `facts`. With a pidfd, the pid and executable come through it; if it says
+/// the caller is gone, the executable stays unknown rather than falling back to the pid, which
+/// may already be another process's.
+pub fn attest(facts: PeerFacts<'_>) -> Caller {
+    #[cfg(target_os = "linux")]
+    let by_fd = facts.pidfd.map(exe_of_pidfd);
+    #[cfg(not(target_os = "linux"))]
+    let by_fd: Option<Option<(i32, PathBuf)>> = {
+        let _ = facts.pidfd;
+        None
+    };
+    let (pid, exe) = match by_fd {
+        Some(Some((pid, exe))) => (Some(pid), Some(exe)),
+        Some(None) => (facts.pid, None),
+        None => (facts.pid, facts.pid.and_then(exe_of)),
+    };
+    Caller {
+        uid: facts.uid,
+        gid: facts.gid,
+        groups: facts.groups,
+        pid,
+        exe,
+        transport: facts.transport,
+        client_hint: None,
+    }
+}
+
+impl Caller {
+    /// The daemon's own process as a caller, for unit tests.
+    #[cfg(test)]
+    pub fn internal() -> Self {
+        Self {
+            uid: crate::users::current_uid(),
+            gid: 0,
+            groups: Vec::new(),
+            pid: Some(std::process::id() as i32),
+            exe: None,
+            transport: "internal",
+            client_hint: None,
+        }
+    }
+
+    /// Whether the caller is in group `gid`, primary or supplementary.
+    pub fn in_group(&self, gid: u32) -> bool {
+        self.gid == gid || self.groups.contains(&gid)
+    }
+
+    pub fn exe_display(&self) -> String {
+        self.exe
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "?".into())
+    }
+}
+
+/// The executable of `pid`, from /proc. Best effort: None when the process is gone or hidden.
+pub fn exe_of(pid: i32) -> Option<PathBuf> {
+    #[cfg(target_os = "linux")]
+    {
+        std::fs::read_link(format!("/proc/{pid}/exe")).ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pid;
+        None
+    }
+}
+
+/// The pid and executable of the process a pidfd pins, checked after the executable is read so
+/// that a pid reused meanwhile is not mistaken for the caller. None when the process is gone.
+#[cfg(target_os = "linux")]
+pub fn exe_of_pidfd(fd: std::os::fd::BorrowedFd<'_>) -> Option<(i32, PathBuf)> {
+    use std::os::fd::AsRawFd;
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).ok()?;
+    let pid: i32 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|p| *p > 0)?;
+    let exe = exe_of(pid)?;
+    pidfd_alive(fd).then_some((pid, exe))
+}
+
+/// Whether the process a pidfd refers to still runs: a pidfd turns readable when its process
+/// exits (pidfd_open(2)), for any process, not only children.
+#[cfg(target_os = "linux")]
+fn pidfd_alive(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(_) => false,
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::os::fd::{AsFd, OwnedFd};
+
+    fn pidfd_of(pid: i32) -> OwnedFd {
+        let pid = rustix::process::Pid::from_raw(pid).unwrap();
+        rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).unwrap()
+    }
+
+    #[test]
+    fn a_live_process_is_attested_and_a_gone_one_is_not() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let fd = pidfd_of(pid);
+        let (p, exe) = exe_of_pidfd(fd.as_fd()).unwrap();
+        assert_eq!(p, pid);
+        assert!(exe.ends_with("sleep"), "{exe:?}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(
+            exe_of_pidfd(fd.as_fd()).is_none(),
+            "a reaped process has no identity"
+        );
+    }
+}
