@@ -186,7 +186,7 @@ pub enum Error {
     #[error("secret store: cannot encrypt the {secret}")]
     SealedEncrypt { secret: String },
     #[error("secret store: the OS random number generator failed: {0}")]
-    Random(String),
+    Random(#[source] rand::rand_core::OsError),
 
     // ---- the socket ----
     #[error("socket {}: {problem}", path.display())]
@@ -378,7 +378,6 @@ pub enum SocketProblem {
     RemoveStale(io::Error),
     Bind(io::Error),
     Chmod(io::Error),
-    Inherited(String),
 }
 
 impl fmt::Display for SocketProblem {
@@ -402,7 +401,6 @@ impl fmt::Display for SocketProblem {
             Self::RemoveStale(e) => write!(f, "cannot remove the stale socket: {e}"),
             Self::Bind(e) => write!(f, "cannot bind: {e}"),
             Self::Chmod(e) => write!(f, "cannot set its permissions: {e}"),
-            Self::Inherited(m) => f.write_str(m),
         }
     }
 }

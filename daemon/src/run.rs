@@ -53,15 +53,14 @@ pub struct Args {
 /// The system-mode config file.
 pub const SYSTEM_CONFIG: &str = "/etc/tokenbroker/config.toml";
 
-/// A folder that systemd names in `var` (the first, if it names several), else `fallback`.
-fn systemd_dir(var: &str, fallback: &str) -> PathBuf {
+/// A folder that systemd names in `var` (the first, if it names several).
+fn systemd_dir(var: &str) -> Option<PathBuf> {
     std::env::var_os(var)
         .and_then(|v| {
             v.to_str()
                 .and_then(|s| s.split(':').next().map(PathBuf::from))
         })
         .filter(|p| p.is_absolute())
-        .unwrap_or_else(|| PathBuf::from(fallback))
 }
 
 pub fn default_config_path() -> Option<PathBuf> {
@@ -136,14 +135,18 @@ fn run(args: Args) -> anyhow::Result<()> {
     let own_folder = args.socket.is_none() && mode == Mode::User;
     let socket_path = match (args.socket, mode) {
         (Some(p), _) => p,
-        (None, Mode::System) => systemd_dir("RUNTIME_DIRECTORY", "/run/tokenbroker").join("socket"),
+        (None, Mode::System) => systemd_dir("RUNTIME_DIRECTORY")
+            .map(|d| d.join("socket"))
+            .unwrap_or_else(|| PathBuf::from(tokenbroker_client::SYSTEM_SOCKET)),
         (None, Mode::User) => tokenbroker_client::paths::user_socket_path()
             .context("XDG_RUNTIME_DIR is not set: set it or use --socket")?,
     };
     let audit_path = match (args.audit_file, mode) {
         (Some(p), _) => Some(p),
         (None, Mode::System) => {
-            Some(systemd_dir("LOGS_DIRECTORY", "/var/log/tokenbroker").join("audit.jsonl"))
+            let logs = systemd_dir("LOGS_DIRECTORY")
+                .unwrap_or_else(|| PathBuf::from("/var/log/tokenbroker"));
+            Some(logs.join("audit.jsonl"))
         }
         (None, Mode::User) => crate::audit::default_path(),
     };

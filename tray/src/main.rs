@@ -45,15 +45,8 @@ fn main() -> ExitCode {
 /// user's other processes (`PR_SET_DUMPABLE=0`), as the daemon does.
 #[cfg(target_os = "linux")]
 fn harden() {
-    let no_core = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain system calls on this process with valid arguments.
-    unsafe {
-        libc::setrlimit(libc::RLIMIT_CORE, &no_core);
-        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-    }
+    let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
+    let _ = nix::sys::prctl::set_dumpable(false);
 }
 
 #[cfg(not(target_os = "linux"))]

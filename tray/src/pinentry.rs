@@ -221,20 +221,9 @@ fn terminal_options() -> Vec<String> {
 
 #[cfg(unix)]
 fn stdin_tty() -> Option<String> {
-    use std::os::unix::ffi::OsStrExt;
-    let mut buf = [0 as libc::c_char; 256];
-    // SAFETY: ttyname_r writes at most buf.len() bytes, NUL-terminated, into our buffer.
-    let rc = unsafe { libc::ttyname_r(0, buf.as_mut_ptr(), buf.len()) };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: on success the buffer holds a NUL-terminated string.
-    let c = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
-    Some(
-        std::ffi::OsStr::from_bytes(c.to_bytes())
-            .to_string_lossy()
-            .into_owned(),
-    )
+    nix::unistd::ttyname(std::io::stdin())
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
 }
 
 #[cfg(not(unix))]

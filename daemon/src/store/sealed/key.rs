@@ -110,9 +110,7 @@ fn key_error(path: &Path, problem: KeyFileProblem) -> Error {
 }
 
 pub(super) fn os_random(buf: &mut [u8]) -> Result<()> {
-    rand::rngs::OsRng
-        .try_fill_bytes(buf)
-        .map_err(|e| Error::Random(e.to_string()))
+    rand::rngs::OsRng.try_fill_bytes(buf).map_err(Error::Random)
 }
 
 /// Reads a key from an open file into wiped memory, refusing anything but a small regular file.
