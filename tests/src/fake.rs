@@ -14,6 +14,11 @@ pub enum Mode {
     Good {
         expires_in: u64,
     },
+    /// A valid token reply whose `expires_in` is this JSON text, as it is (`"1e30"`, `1.8e20`).
+    Lifetime(&'static str),
+    /// 400 `invalid_grant` whose `error_description` (and CyberArk-style `Message`) echo the
+    /// request body, as a careless server does: a secret of the request comes back.
+    Echo,
     Status500,
     Html200,
     TruncatedJson,
@@ -124,6 +129,32 @@ fn serve(conn: TcpStream, s: &Shared) {
                     r#"{{"access_token":"fake-access-{n}","token_type":"Bearer","expires_in":{expires_in},"refresh_token":"{}","scope":"read"}}"#,
                     FakeServer::refresh_token(n)
                 ),
+            )
+        }
+        Mode::Lifetime(expires_in) => {
+            let n = s.issued.fetch_add(1, Ordering::SeqCst) + 1;
+            (
+                "200 OK",
+                "application/json",
+                format!(
+                    r#"{{"access_token":"fake-access-{n}","token_type":"Bearer","expires_in":{expires_in},"refresh_token":"{}","scope":"read"}}"#,
+                    FakeServer::refresh_token(n)
+                ),
+            )
+        }
+        Mode::Echo => {
+            let echoed = String::from_utf8_lossy(&body).into_owned();
+            let decoded: String = form_urlencoded::parse(echoed.as_bytes())
+                .map(|(k, v)| format!("{k}={v} "))
+                .collect();
+            (
+                "400 Bad Request",
+                "application/json",
+                serde_json::json!({
+                    "error": "invalid_request",
+                    "error_description": format!("cannot handle {echoed} ({decoded})"),
+                })
+                .to_string(),
             )
         }
         Mode::Status500 => (

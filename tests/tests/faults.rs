@@ -86,3 +86,59 @@ username = "user"
         serde_json::from_str(&d.cli_ok(&["status", "--json"], None)).unwrap();
     assert_eq!(status["accounts"][0]["state"], "signed_in");
 }
+
+/// A server's absurd `expires_in` (beyond u64, a float, a string in exponent form) never wraps
+/// into a token that expires in the past: it is believed for a year at most.
+#[test]
+fn absurd_lifetimes_are_capped_not_wrapped() {
+    let fake = FakeServer::start(Mode::Lifetime("18446744073709551615")).unwrap();
+    let ss = SecretService::start().unwrap();
+    let config = format!(
+        r#"version = 1
+
+[providers.fake]
+token_endpoint = "{}"
+client_id = "fake-client"
+client_auth = "client_secret_post"
+allow_insecure_loopback = true
+
+[accounts.robot]
+provider = "fake"
+grant = "client_credentials"
+"#,
+        fake.token_endpoint()
+    );
+    let mut d = Daemon::start(&ss, Some(&config)).unwrap();
+    d.cli_ok(&["provider", "set-secret", "fake"], Some("fake-secret\n"));
+    for (n, lifetime) in ["18446744073709551615", "1.8e20", "\"1e30\"", "1e400"]
+        .into_iter()
+        .enumerate()
+    {
+        fake.set_mode(Mode::Lifetime(lifetime));
+        d.restart().unwrap();
+        let out = d.cli(&["token", "robot", "--json"], None);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        if lifetime == "1e400" {
+            // Not even a float: a clear error, not a token.
+            assert_eq!(out.status.code(), Some(5), "{lifetime}");
+            continue;
+        }
+        assert!(
+            out.status.success(),
+            "{lifetime}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            d.log()
+        );
+        let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let at = t["expires_at"].as_u64().unwrap();
+        assert!(at > now + 86_400, "{lifetime}: {at} is not in the future");
+        assert!(
+            at <= now + 366 * 86_400,
+            "{lifetime}: {at} is more than a year away"
+        );
+        assert_eq!(t["access_token"], format!("fake-access-{}", n + 1));
+    }
+}

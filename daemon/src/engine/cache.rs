@@ -72,7 +72,7 @@ impl SlotState {
                 let live = self
                     .tokens
                     .values()
-                    .any(|t| t.expires_at > now + MIN_REMAINING);
+                    .any(|t| t.expires_at > now.saturating_add(MIN_REMAINING));
                 if self.has_refresh == Some(true) || live {
                     AccountState::SignedIn
                 } else {
@@ -121,7 +121,7 @@ impl Slot {
         let Some(t) = st.tokens.get_mut(key) else {
             return Lookup::Miss;
         };
-        if t.expires_at < now + min_ttl.max(MIN_REMAINING) {
+        if t.expires_at < now.saturating_add(min_ttl.max(MIN_REMAINING)) {
             return Lookup::Miss;
         }
         t.used = true;
@@ -151,7 +151,7 @@ impl Slot {
 pub fn refresh_point(issued_at: u64, lifetime: u64, fraction: f64, jitter: f64) -> u64 {
     let base = lifetime as f64 * fraction;
     let jittered = base - lifetime as f64 * 0.05 * jitter.clamp(0.0, 1.0);
-    issued_at + jittered.max(0.0) as u64
+    issued_at.saturating_add(jittered.max(0.0) as u64)
 }
 
 #[cfg(test)]

@@ -192,7 +192,7 @@ impl Engine {
             Lookup::Miss => {
                 // A min_ttl the server's tokens cannot meet would only burn a refresh.
                 let known = slot.lock().last_lifetime;
-                if let Some(life) = known.filter(|l| min_ttl + MIN_REMAINING > *l) {
+                if let Some(life) = known.filter(|l| min_ttl.saturating_add(MIN_REMAINING) > *l) {
                     return Err(messages::too_long(&account.name, life, min_ttl));
                 }
                 let _flight = slot.flight.lock().await;

@@ -23,6 +23,9 @@ impl Engine {
     ) -> TokenReply {
         let now = self.now();
         let settings = self.settings();
+        // However the endpoint got it, no lifetime is believed beyond a year.
+        let mut resp = resp;
+        resp.expires_in = resp.expires_in.min(crate::oauth::reply::MAX_EXPIRES_IN);
         let jitter = rand::rng().random_range(0.0..1.0);
         let refresh_at = refresh_point(now, resp.expires_in, settings.refresh_at_fraction, jitter);
         let scopes = resp.scopes.clone().unwrap_or_else(|| key.clone());
@@ -30,7 +33,7 @@ impl Engine {
             token: resp.access_token,
             token_type: resp.token_type,
             scopes,
-            expires_at: now + resp.expires_in,
+            expires_at: now.saturating_add(resp.expires_in),
             refresh_at,
             used,
             refresh_started: false,

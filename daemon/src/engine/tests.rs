@@ -728,3 +728,26 @@ async fn a_new_account_starts_clean() {
     assert_eq!(status.state, AccountState::NeedsSignIn);
     assert_eq!(status.expires_at, None, "the old account's tokens are gone");
 }
+
+#[tokio::test]
+async fn an_absurd_lifetime_is_believed_for_a_year_at_most() {
+    let r = rig(vec![token("forever", None, u64::MAX)]);
+    let t = r
+        .engine
+        .token(&machine("robot"), key(&["api"]), 0)
+        .await
+        .unwrap();
+    let now = TokioClock::new().now();
+    assert!(t.expires_at > now, "not in the past: {}", t.expires_at);
+    assert!(
+        t.expires_at <= now + crate::oauth::reply::MAX_EXPIRES_IN + 1,
+        "{}",
+        t.expires_at
+    );
+    // A min_ttl of a day is met by it without asking again.
+    r.engine
+        .token(&machine("robot"), key(&["api"]), 86_400)
+        .await
+        .unwrap();
+    assert_eq!(r.fake.calls(), 1);
+}

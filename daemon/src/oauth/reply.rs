@@ -41,6 +41,31 @@ struct RawToken {
 /// When a server gives no `expires_in`, assume this many seconds (RFC 6749 leaves it open).
 pub const DEFAULT_EXPIRES_IN: u64 = 3600;
 
+/// The longest lifetime believed of an access token: a year. A server that says more gets a
+/// year, so that no arithmetic on times can overflow and no token is trusted for decades.
+pub const MAX_EXPIRES_IN: u64 = 365 * 86_400;
+
+/// A lifetime as the server wrote it.
+enum Lifetime {
+    Whole(u64),
+    Real(f64),
+}
+
+impl Lifetime {
+    /// Seconds, at most [`MAX_EXPIRES_IN`]; None for a negative or not-a-number value.
+    fn capped(self) -> Option<u64> {
+        match self {
+            Lifetime::Whole(n) => Some(n.min(MAX_EXPIRES_IN)),
+            Lifetime::Real(f) if f.is_nan() || f < 0.0 => None,
+            Lifetime::Real(f) => Some(if f >= MAX_EXPIRES_IN as f64 {
+                MAX_EXPIRES_IN
+            } else {
+                f as u64
+            }),
+        }
+    }
+}
+
 /// Parse a token endpoint reply strictly: 200 with a JSON object holding a non-empty
 /// access_token, else an error that says what the server sent (never its body's secrets).
 pub fn parse_token_reply(reply: &Reply) -> Result<TokenResponse> {
@@ -65,21 +90,33 @@ pub fn parse_token_reply(reply: &Reply) -> Result<TokenResponse> {
     }
     let expires_in = match raw.expires_in {
         None | Some(serde_json::Value::Null) => DEFAULT_EXPIRES_IN,
-        Some(serde_json::Value::Number(n)) => n
-            .as_u64()
-            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
-            .ok_or_else(|| {
+        Some(serde_json::Value::Number(n)) => {
+            let seconds = n
+                .as_u64()
+                .map(Lifetime::Whole)
+                .or_else(|| n.as_f64().map(Lifetime::Real));
+            seconds.and_then(Lifetime::capped).ok_or_else(|| {
                 bad(
                     reply.status,
-                    format!("the token endpoint sent expires_in {n}"),
+                    "the token endpoint sent a negative expires_in",
                 )
-            })?,
-        Some(serde_json::Value::String(s)) => s.trim().parse::<u64>().map_err(|_| {
-            bad(
-                reply.status,
-                "the token endpoint sent a non-numeric expires_in",
-            )
-        })?,
+            })?
+        }
+        Some(serde_json::Value::String(s)) => {
+            let s = s.trim();
+            let seconds = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+                // All digits: a number too large for u64 is still a (very long) lifetime.
+                Some(Lifetime::Whole(s.parse::<u64>().unwrap_or(u64::MAX)))
+            } else {
+                s.parse::<f64>().ok().map(Lifetime::Real)
+            };
+            seconds.and_then(Lifetime::capped).ok_or_else(|| {
+                bad(
+                    reply.status,
+                    "the token endpoint sent a non-numeric expires_in",
+                )
+            })?
+        }
         Some(_) => {
             return Err(bad(
                 reply.status,

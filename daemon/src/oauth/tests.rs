@@ -157,3 +157,32 @@ fn oauth_errors_are_reported_with_description() {
         "invalid_grant: Invalid credentials given. (HTTP 400)"
     );
 }
+
+#[test]
+fn lifetimes_are_capped_at_a_year_whatever_their_form() {
+    use super::reply::MAX_EXPIRES_IN;
+    for (expires_in, want) in [
+        ("18446744073709551615", MAX_EXPIRES_IN),
+        ("1.8e20", MAX_EXPIRES_IN),
+        ("1e308", MAX_EXPIRES_IN),
+        ("\"1e30\"", MAX_EXPIRES_IN),
+        ("\"18446744073709551616\"", MAX_EXPIRES_IN),
+        ("\"99999999999999999999999999\"", MAX_EXPIRES_IN),
+        ("3600", 3600),
+        ("59.9", 59),
+        ("\" 120 \"", 120),
+        ("0", 0),
+    ] {
+        let body = format!(r#"{{"access_token":"at","expires_in":{expires_in}}}"#);
+        let t = parse_token_reply(&reply(200, "application/json", &body))
+            .unwrap_or_else(|e| panic!("{expires_in}: {e}"));
+        assert_eq!(t.expires_in, want, "{expires_in}");
+    }
+    for bad in ["-1", "-1e9", "\"-5\"", "\"soon\"", "\"\"", "true"] {
+        let body = format!(r#"{{"access_token":"at","expires_in":{bad}}}"#);
+        assert!(
+            parse_token_reply(&reply(200, "application/json", &body)).is_err(),
+            "{bad}"
+        );
+    }
+}
