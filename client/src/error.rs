@@ -92,11 +92,17 @@ impl ErrorKind {
 
 /// An error the broker reports: a kind and a message a person can act on. Messages never hold
 /// a secret.
+///
+/// A message may hold what an authorization server said (scrubbed of every secret of the
+/// request). The daemon tells that only to the user's own tools: `for_apps`, when set, is the
+/// same error in the daemon's own words alone, for every other caller. It never travels: on the
+/// wire there is only the message the caller is given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct BrokerError {
     pub kind: ErrorKind,
     pub message: String,
+    pub for_apps: Option<String>,
 }
 
 impl BrokerError {
@@ -104,6 +110,21 @@ impl BrokerError {
         Self {
             kind,
             message: message.into(),
+            for_apps: None,
+        }
+    }
+
+    /// The text other apps are given instead of `message`, which holds a server's words.
+    pub fn with_text_for_apps(mut self, text: impl Into<String>) -> Self {
+        self.for_apps = Some(text.into());
+        self
+    }
+
+    /// The error as an app that is not one of the user's own tools is told it.
+    pub fn for_app(self) -> Self {
+        match self.for_apps {
+            Some(text) => Self::new(self.kind, text),
+            None => self,
         }
     }
 }
@@ -111,6 +132,19 @@ impl BrokerError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn apps_are_told_only_the_daemons_words() {
+        let e = BrokerError::new(
+            ErrorKind::ServerError,
+            "refused: invalid_grant: the server's words",
+        )
+        .with_text_for_apps("refused");
+        assert_eq!(e.clone().for_app().message, "refused");
+        assert_eq!(e.for_app().for_apps, None);
+        let plain = BrokerError::new(ErrorKind::Denied, "ours");
+        assert_eq!(plain.clone().for_app(), plain);
+    }
 
     #[test]
     fn exit_codes_match_the_documented_table() {

@@ -1,5 +1,6 @@
 //! End-to-end test support for tokenbroker.
 
+pub mod app;
 pub mod daemon;
 pub mod emulators;
 pub mod fake;

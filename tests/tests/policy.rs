@@ -245,23 +245,8 @@ fn allow_always_grants_exactly_the_allowed_scopes_and_copies_are_other_apps() {
     assert!(denial(&v).contains("only the tokenbroker CLI or tray"));
 }
 
-/// `exe` (a socat) calls one method after Hello; returns its reply.
 fn app_call(d: &Daemon, exe: &Path, method: &str, params: &str) -> Value {
-    let input = format!(
-        "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"Hello\",\"params\":{{\"protocol\":\"1.0\"}}}}\n{{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"{method}\",\"params\":{params}}}\n"
-    );
-    let mut child = Command::new(exe)
-        .args(["-t", "10", "-"])
-        .arg(format!("UNIX-CONNECT:{}", d.socket.display()))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.lines().nth(1).unwrap_or("null")).unwrap()
+    tokenbroker_e2e::app::call(&d.socket, exe, method, params)
 }
 
 #[test]

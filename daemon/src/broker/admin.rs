@@ -227,7 +227,7 @@ impl Broker {
             .start_clean(&engine_account(&spec.name, &found))
             .await;
         tracing::info!(target: "tokenbroker::audit", uid = caller.uid, account = %spec.name, "account added");
-        self.account_info(&spec.name)
+        self.account_info(&spec.name, true)
     }
 
     pub async fn remove_account(&self, caller: &Caller, name: &str) -> Result<Done, BrokerError> {

@@ -64,7 +64,7 @@ impl Broker {
                     .load_state(&engine_account(name, &found))
                     .await;
             }
-            if let Ok(info) = self.account_info(name) {
+            if let Ok(info) = self.account_info(name, false) {
                 self.emit(Notification::AccountChanged {
                     account: name.clone(),
                     state: info.state,

@@ -36,7 +36,7 @@ impl Broker {
             refresh_token = has_refresh,
             "signed in"
         );
-        self.account_info(account)
+        self.account_info(account, true)
     }
 
     /// Revoke at the server (best effort) and delete the stored and cached tokens.
@@ -63,7 +63,7 @@ impl Broker {
                 "sign out of an account whose policy does not allow it",
             )?;
         }
-        let reply = self
+        let done = self
             .inner
             .engine
             .sign_out(&engine_account(account, &found))
@@ -74,9 +74,9 @@ impl Broker {
             pid = caller.pid,
             exe = %caller.exe_display(),
             account = %account,
-            revoked = reply.revoked,
+            revoked = done.revoked,
             "signed out"
         );
-        Ok(reply)
+        Ok(done.reply(self.is_trusted(caller)))
     }
 }

@@ -9,7 +9,9 @@ use super::{engine_account, lock, Broker, Mode};
 use crate::policy::Caller;
 
 impl Broker {
-    pub fn account_info(&self, name: &str) -> Result<AccountInfo, BrokerError> {
+    /// An account as a caller sees it: `trusted` (one of the user's own tools) also sees what
+    /// the server said about its state.
+    pub fn account_info(&self, name: &str, trusted: bool) -> Result<AccountInfo, BrokerError> {
         let found = self.account(name)?;
         let status = self.inner.engine.status(&engine_account(name, &found));
         let acct = &found.account;
@@ -21,7 +23,7 @@ impl Broker {
             scopes: acct.default_scopes(&found.provider).to_vec(),
             state: status.state,
             expires_at: status.expires_at,
-            detail: status.detail,
+            detail: status.detail.map(|d| d.for_caller(trusted).to_owned()),
             owner: acct.owner.clone(),
         })
     }
@@ -30,11 +32,12 @@ impl Broker {
     pub fn list_accounts(&self, caller: &Caller) -> Vec<AccountInfo> {
         let config = self.config();
         let all = self.sees_all(caller);
+        let trusted = self.is_trusted(caller);
         config
             .accounts
             .iter()
             .filter(|(_, a)| all || self.owns(caller, a))
-            .filter_map(|(n, _)| self.account_info(n).ok())
+            .filter_map(|(n, _)| self.account_info(n, trusted).ok())
             .collect()
     }
 

@@ -549,7 +549,7 @@ async fn sign_out_then_the_account_needs_sign_in() {
     signed_in(&r).await;
     let out = r.broker.sign_out(&me(TOOL), "mail").await.unwrap();
     assert!(out.revoked);
-    let info = r.broker.account_info("mail").unwrap();
+    let info = r.broker.account_info("mail", true).unwrap();
     assert_eq!(info.state, AccountState::NeedsSignIn);
     let e = r
         .broker
@@ -595,7 +595,7 @@ async fn a_reload_keeps_the_tokens_of_unchanged_accounts_and_resets_changed_ones
     assert_eq!(summary.providers_changed, 1);
     assert!(summary.accounts_reset >= 1);
     assert_eq!(
-        r.broker.account_info("mail").unwrap().expires_at,
+        r.broker.account_info("mail", true).unwrap().expires_at,
         None,
         "its cached tokens are gone"
     );

@@ -39,7 +39,12 @@ impl Broker {
                         .audit
                         .record(caller, &account, &asked, Decision::Deny, &e.message);
                 }
-                Err(e)
+                // What a server said goes to the user's own tools only.
+                if self.is_trusted(caller) {
+                    Err(e)
+                } else {
+                    Err(e.for_app())
+                }
             }
         }
     }

@@ -9,7 +9,51 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use tokenbroker_client::{AccountState, Grant, SecretText, TokenReply};
+use tokenbroker_client::{AccountState, BrokerError, Grant, SecretText, TokenReply};
+
+/// Why an account is in its state: in full (with what the server said, scrubbed) for the user's
+/// own tools, and in the daemon's words alone for every other caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason {
+    pub full: String,
+    pub for_apps: String,
+}
+
+impl Reason {
+    /// A reason in the daemon's own words: the same for everyone.
+    pub fn ours(text: impl Into<String>) -> Self {
+        let full = text.into();
+        Self {
+            for_apps: full.clone(),
+            full,
+        }
+    }
+
+    pub fn new(full: impl Into<String>, for_apps: impl Into<String>) -> Self {
+        Self {
+            full: full.into(),
+            for_apps: for_apps.into(),
+        }
+    }
+
+    /// The text for a caller: `trusted` is one of the user's own tools.
+    pub fn for_caller(&self, trusted: bool) -> &str {
+        if trusted {
+            &self.full
+        } else {
+            &self.for_apps
+        }
+    }
+}
+
+impl From<&BrokerError> for Reason {
+    fn from(e: &BrokerError) -> Self {
+        Self {
+            full: e.message.clone(),
+            for_apps: e.for_apps.clone().unwrap_or_else(|| e.message.clone()),
+        }
+    }
+}
 
 /// Scopes, sorted and deduplicated: the cache key.
 pub type ScopeKey = Vec<String>;
@@ -53,9 +97,9 @@ pub struct SlotState {
     /// Whether the secret store holds a refresh token (None: not looked yet).
     pub has_refresh: Option<bool>,
     /// The last failure that was not the user's to fix by signing in.
-    pub error: Option<String>,
+    pub error: Option<Reason>,
     /// Why sign-in is needed, when the server said so.
-    pub sign_in_reason: Option<String>,
+    pub sign_in_reason: Option<Reason>,
     /// The lifetime of the last token the server issued, in seconds.
     pub last_lifetime: Option<u64>,
     pub next_serial: u64,
@@ -240,7 +284,7 @@ mod tests {
         assert_eq!(st.state(Grant::Password, 100), AccountState::NeedsSignIn);
         st.has_refresh = Some(true);
         assert_eq!(st.state(Grant::Password, 100), AccountState::SignedIn);
-        st.error = Some("x".into());
+        st.error = Some(Reason::ours("x"));
         assert_eq!(st.state(Grant::Password, 100), AccountState::Error);
     }
 }

@@ -23,8 +23,10 @@ pub mod messages;
 mod refresh;
 mod session;
 
+pub use session::SignedOut;
+
 pub use cache::{
-    refresh_point, scope_key, Cached, Lookup, ScopeKey, Slot, SlotState, MIN_REMAINING,
+    refresh_point, scope_key, Cached, Lookup, Reason, ScopeKey, Slot, SlotState, MIN_REMAINING,
 };
 pub use endpoint::{BoxFuture, TokenEndpoint, TokenKind};
 
@@ -61,7 +63,7 @@ pub struct Status {
     /// When the latest cached access token expires, if one is cached and still valid.
     pub expires_at: Option<u64>,
     /// Why the account is in `error` or `needs_sign_in`, when known.
-    pub detail: Option<String>,
+    pub detail: Option<Reason>,
 }
 
 #[derive(Clone)]
@@ -240,7 +242,7 @@ impl Engine {
                     e.kind,
                     ErrorKind::ServerError | ErrorKind::NetworkError | ErrorKind::Store
                 ) {
-                    slot.lock().error = Some(e.message.clone());
+                    slot.lock().error = Some(Reason::from(&e));
                     self.changed(&account.name, AccountState::Error);
                 }
                 return Err(e);
@@ -280,11 +282,10 @@ impl Engine {
                         let st = slot.lock();
                         match (&st.sign_in_reason, st.tokens.is_empty()) {
                             (Some(r), _) => r.clone(),
-                            (None, true) => "the account is not signed in".to_owned(),
-                            (None, false) => {
-                                "its access token expired and the server issues no refresh token"
-                                    .to_owned()
-                            }
+                            (None, true) => Reason::ours("the account is not signed in"),
+                            (None, false) => Reason::ours(
+                                "its access token expired and the server issues no refresh token",
+                            ),
                         }
                     };
                     return Err(self.needs_sign_in(name, slot, reason));
@@ -313,7 +314,11 @@ impl Engine {
                             st.has_refresh = Some(false);
                             st.tokens.clear();
                         }
-                        let reason = format!("the server refused the refresh token ({e})");
+                        // The code is known to be invalid_grant: naming it is our word.
+                        let reason = Reason::new(
+                            format!("the server refused the refresh token ({e})"),
+                            "the server refused the refresh token (invalid_grant)",
+                        );
                         Err(self.needs_sign_in(name, slot, reason))
                     }
                     Err(e) => Err(messages::grant_failure(
@@ -347,7 +352,9 @@ impl Engine {
         Ok(())
     }
 
-    fn needs_sign_in(&self, name: &str, slot: &Arc<Slot>, reason: String) -> BrokerError {
+    /// The account needs sign-in: its state says why, and the event (which any subscriber and
+    /// the whole bus see) says it in the daemon's words alone.
+    fn needs_sign_in(&self, name: &str, slot: &Arc<Slot>, reason: Reason) -> BrokerError {
         {
             let mut st = slot.lock();
             st.sign_in_reason = Some(reason.clone());
@@ -355,7 +362,7 @@ impl Engine {
         }
         self.emit(Notification::SignInRequired {
             account: name.to_owned(),
-            reason: reason.clone(),
+            reason: reason.for_apps.clone(),
         });
         self.changed(name, AccountState::NeedsSignIn);
         messages::needs_sign_in(name, &reason)

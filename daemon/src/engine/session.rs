@@ -3,10 +3,31 @@
 
 use tokenbroker_client::{AccountState, BrokerError, Grant, SecretText, SignOutReply};
 
-use super::{messages, rt_key, Account, Engine, TokenKind};
+use super::{messages, rt_key, Account, Engine, Reason, TokenKind};
 use crate::error::{Error, Result};
 use crate::oauth::retry::with_retries;
 use crate::oauth::TokenRequest;
+
+/// What a sign-out did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignedOut {
+    /// Whether the server confirmed a revocation; the local tokens are deleted either way.
+    pub revoked: bool,
+    pub warning: Option<Reason>,
+}
+
+impl SignedOut {
+    /// The reply a caller gets: `trusted` is one of the user's own tools.
+    pub fn reply(&self, trusted: bool) -> SignOutReply {
+        SignOutReply {
+            revoked: self.revoked,
+            warning: self
+                .warning
+                .as_ref()
+                .map(|w| w.for_caller(trusted).to_owned()),
+        }
+    }
+}
 
 impl Engine {
     /// A new account starts clean, even if an old one of that name left a token behind.
@@ -33,7 +54,7 @@ impl Engine {
             Ok(v) => st.has_refresh = Some(v.is_some()),
             Err(e) => {
                 tracing::warn!(account = %account.name, error = %e, "cannot read the secret store");
-                st.error = Some(e.to_string());
+                st.error = Some(Reason::ours(e.to_string()));
             }
         }
     }
@@ -90,7 +111,7 @@ impl Engine {
     }
 
     /// Revoke at the server (best effort) and delete the stored and cached tokens.
-    pub async fn sign_out(&self, account: &Account) -> Result<SignOutReply, BrokerError> {
+    pub async fn sign_out(&self, account: &Account) -> Result<SignedOut, BrokerError> {
         let name = &account.name;
         let slot = self.slot(name);
         let _flight = slot.flight.lock().await;
@@ -114,7 +135,7 @@ impl Engine {
             todo.push((rt, TokenKind::RefreshToken));
         }
         todo.extend(access.iter().map(|t| (t, TokenKind::AccessToken)));
-        let (mut warning, mut revoked) = (None, false);
+        let (mut warning, mut revoked): (Option<Reason>, bool) = (None, false);
         let again = |r: &Result<bool>| r.as_ref().err().is_some_and(Error::is_retryable);
         for (token, kind) in todo {
             let outcome = with_retries(self.settings().retry, again, |_| {
@@ -124,17 +145,26 @@ impl Engine {
             match outcome {
                 Ok(true) => revoked = true,
                 Ok(false) => {
-                    warning = Some(format!(
+                    warning = Some(Reason::ours(format!(
                         "provider {:?} has no revocation endpoint: the tokens were deleted here but stay valid at the server until they expire",
                         account.provider
-                    ));
+                    )));
                     break;
                 }
                 Err(Error::Broker(b)) => {
-                    warning = Some(format!("could not revoke at the server: {}", b.message));
+                    let r = Reason::from(&b);
+                    warning = Some(Reason::new(
+                        format!("could not revoke at the server: {}", r.full),
+                        format!("could not revoke at the server: {}", r.for_apps),
+                    ));
                     break;
                 }
-                Err(e) => warning = Some(format!("the server did not confirm the revocation: {e}")),
+                Err(e) => {
+                    warning = Some(Reason::new(
+                        format!("the server did not confirm the revocation: {e}"),
+                        "the server did not confirm the revocation",
+                    ))
+                }
             }
         }
         if account.grant == Grant::Password {
@@ -149,10 +179,10 @@ impl Engine {
             st.tokens.clear();
             st.has_refresh = Some(false);
             st.error = None;
-            st.sign_in_reason = Some("signed out".into());
+            st.sign_in_reason = Some(Reason::ours("signed out"));
             st.state(account.grant, self.now())
         };
         self.changed(name, state);
-        Ok(SignOutReply { revoked, warning })
+        Ok(SignedOut { revoked, warning })
     }
 }

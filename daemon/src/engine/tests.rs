@@ -471,11 +471,22 @@ async fn invalid_grant_moves_the_account_to_needs_sign_in_and_says_so() {
     );
     let status = r.engine.status(&user("alice"));
     assert_eq!(status.state, AccountState::NeedsSignIn);
-    assert!(status.detail.unwrap().contains("refused the refresh token"));
+    let detail = status.detail.unwrap();
+    assert!(detail.full.contains("refused the refresh token"));
+    assert!(detail.full.contains("invalid_grant"), "{detail:?}");
+    assert_eq!(
+        detail.for_apps,
+        "the server refused the refresh token (invalid_grant)"
+    );
     let events = drain(&mut r.events);
-    assert!(events
-        .iter()
-        .any(|n| matches!(n, Notification::SignInRequired { account, .. } if account == "alice")));
+    assert!(
+        events.iter().any(|n| matches!(
+            n,
+            Notification::SignInRequired { account, reason }
+                if account == "alice" && !reason.contains("HTTP 400")
+        )),
+        "the event, which any subscriber sees, has no server text: {events:?}"
+    );
     assert!(events.iter().any(|n| matches!(
         n,
         Notification::AccountChanged { account, state: AccountState::NeedsSignIn } if account == "alice"
@@ -675,7 +686,7 @@ async fn sign_out_revokes_both_tokens_and_deletes_them() {
     assert_eq!(rt_of(&r.memory, "alice"), None);
     let status = r.engine.status(&a);
     assert_eq!(status.state, AccountState::NeedsSignIn);
-    assert_eq!(status.detail.as_deref(), Some("signed out"));
+    assert_eq!(status.detail, Some(Reason::ours("signed out")));
     assert_eq!(status.expires_at, None);
 }
 
@@ -711,7 +722,7 @@ async fn the_state_comes_from_the_store_at_start() {
     r.engine.load_state(&user("bob")).await;
     let bob = r.engine.status(&user("bob"));
     assert_eq!(bob.state, AccountState::Error);
-    assert!(bob.detail.unwrap().contains("secret store"));
+    assert!(bob.detail.unwrap().full.contains("secret store"));
 }
 
 #[tokio::test]
@@ -750,4 +761,31 @@ async fn an_absurd_lifetime_is_believed_for_a_year_at_most() {
         .await
         .unwrap();
     assert_eq!(r.fake.calls(), 1);
+}
+
+#[tokio::test]
+async fn a_servers_words_reach_the_users_tools_only() {
+    let r = rig(vec![Step::Fail(Error::OAuth {
+        status: 400,
+        error: "invalid_client".into(),
+        description: Some("client tb-9f8e7d6c5b4a39281706 is locked by the ops team".into()),
+    })]);
+    let e = r
+        .engine
+        .token(&machine("robot"), key(&["api"]), 0)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidCredentials);
+    assert!(
+        e.message.contains("locked by the ops team"),
+        "{}",
+        e.message
+    );
+    let app = e.clone().for_app();
+    assert!(!app.message.contains("locked"), "{}", app.message);
+    assert!(
+        app.message.contains("(invalid_client)"),
+        "a defined code, in our words"
+    );
+    assert!(app.message.contains("\"robot\""));
 }

@@ -37,6 +37,17 @@ pub struct ClientCredentials<'a> {
     pub dialect: &'a Dialect,
 }
 
+impl ClientCredentials<'_> {
+    /// The secrets a request with `token` carries (the token, the client secret), for the
+    /// scrub of what the server answers. The assertion is signed per request and not listed;
+    /// the scrub cuts it as a token-like run.
+    pub fn secrets<'a>(&'a self, token: &'a SecretText) -> Vec<&'a str> {
+        let mut v = vec![token.expose()];
+        v.extend(self.secret.map(SecretText::expose));
+        v
+    }
+}
+
 /// Form-encode `fields` into a buffer that is wiped on drop. The buffer is sized up front so that
 /// it never reallocates and leaves a copy behind.
 pub fn encode_form(fields: &[(&str, Field<'_>)]) -> Zeroizing<Vec<u8>> {

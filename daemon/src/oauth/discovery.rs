@@ -134,7 +134,7 @@ pub async fn discover(http: &Http, what: &Discovery) -> Result<Endpoints> {
         if !same {
             return Err(Error::DiscoveryIssuer {
                 url: url.to_string(),
-                found: meta.issuer,
+                found: super::scrub::text(&meta.issuer.chars().take(200).collect::<String>(), &[]),
                 configured: raw_issuer.clone(),
             });
         }

@@ -8,6 +8,7 @@ use super::client_auth::{client_auth, encode_body, make_assertion, ClientCredent
 use super::discovery::Endpoints;
 use super::http::{Http, Reply};
 use super::reply::{oauth_error, parse_introspection, parse_token_reply, TokenResponse};
+use super::scrub;
 use crate::error::{Error, Result};
 
 /// What to ask the token endpoint for.
@@ -28,6 +29,15 @@ pub enum TokenRequest<'a> {
 }
 
 impl TokenRequest<'_> {
+    /// The request's own secret (the password, the refresh token), empty for none.
+    fn secret(&self) -> &str {
+        match self {
+            TokenRequest::Password { password, .. } => password.expose(),
+            TokenRequest::Refresh { refresh_token, .. } => refresh_token.expose(),
+            TokenRequest::ClientCredentials { .. } => "",
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             TokenRequest::Password { .. } => "password",
@@ -90,7 +100,10 @@ pub async fn request_token(
     let body = encode_body(dialect, &fields, true);
     drop(fields);
     let reply = http.post(&endpoints.token, auth.as_ref(), &body).await?;
-    parse_token_reply(&reply)
+    let mut secrets = vec![request.secret()];
+    secrets.extend(client.secret.map(SecretText::expose));
+    secrets.extend(assertion.as_ref().map(SecretText::expose));
+    parse_token_reply(&reply).map_err(|e| scrub::error(e, &secrets))
 }
 
 /// Revoke a token (RFC 7009). Ok(false) when the provider has no revocation endpoint.
@@ -109,7 +122,7 @@ pub async fn revoke(
     if reply.status == 200 {
         Ok(true)
     } else {
-        Err(oauth_error(&reply))
+        Err(scrub::error(oauth_error(&reply), &client.secrets(token)))
     }
 }
 
@@ -127,7 +140,7 @@ pub async fn introspect(
         });
     };
     let reply = post_token(http, url, endpoints, client, token, "access_token").await?;
-    parse_introspection(&reply)
+    parse_introspection(&reply).map_err(|e| scrub::error(e, &client.secrets(token)))
 }
 
 /// POST `token` (with its type hint) and the client's authentication to a revocation or

@@ -11,6 +11,7 @@ pub mod http;
 pub mod preset;
 pub mod reply;
 pub mod retry;
+pub mod scrub;
 
 pub use client_auth::ClientCredentials;
 pub use discovery::Endpoints;
