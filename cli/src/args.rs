@@ -267,6 +267,11 @@ pub enum ProviderCmd {
         /// Allow plain http to a loopback address (for local test servers)
         #[arg(long)]
         allow_insecure_loopback: bool,
+        /// Hand out tokens for fewer scopes than an account's by a refresh that names them: only
+        /// for servers that keep a refresh token's scope (RFC 6749 §6); django-oauth-toolkit
+        /// narrows the refresh token for good instead
+        #[arg(long)]
+        scoped_refresh: bool,
     },
     /// List providers
     List(JsonFlag),

@@ -253,6 +253,12 @@ pub struct ProviderSettings {
     pub scopes: Vec<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_insecure_loopback: bool,
+    /// Narrower tokens by a refresh that names fewer scopes: only for servers that keep a
+    /// refresh token's scope as RFC 6749 §6 requires (django-oauth-toolkit does not). Off: a
+    /// refresh always keeps the account's whole grant, and a request for other scopes than
+    /// the account's is refused (docs/PROVIDERS.md).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub scoped_refresh: bool,
 }
 
 /// A provider on the wire: its name and its settings, in one JSON object (`{"name": ..,

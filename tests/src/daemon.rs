@@ -155,7 +155,13 @@ impl Daemon {
     /// Provider `dot` at the test authorization server: the password client with Basic auth
     /// (its awkward secret through the keychain) and `scopes` as its default scopes.
     pub fn add_dot_provider(&self, server: &AuthServer, scopes: &[&str]) {
-        let args = dot_provider_args(server, scopes);
+        self.add_dot_provider_with(server, scopes, &[]);
+    }
+
+    /// Provider `dot` with these scopes and more `provider add` arguments.
+    pub fn add_dot_provider_with(&self, server: &AuthServer, scopes: &[&str], extra: &[&str]) {
+        let mut args = dot_provider_args(server, scopes);
+        args.extend(extra.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.cli_ok(&args, Some(&format!("{PASSWORD_CLIENT_SECRET}\n")));
     }

@@ -143,11 +143,13 @@ fn password_account_lifecycle() {
     assert_eq!(s.server.introspect(&at3)["active"], true);
     assert_eq!(counter(&s, "password"), 1);
 
-    // A narrower scope than granted, through the refresh grant.
-    let narrow = token(&s, &["--scope", "read"]);
-    let info = s.server.introspect(&narrow);
-    assert_eq!(info["active"], true);
-    assert_eq!(info["scope"], "read");
+    // A narrower scope than granted is refused before anything is asked: DOT would narrow the
+    // account's refresh token for every later request (see narrower_requests_never_shrink...).
+    let refreshes = counter(&s, "refresh_token");
+    let out = s.daemon.cli(&["token", "me", "--scope", "read"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("scoped_refresh"));
+    assert_eq!(counter(&s, "refresh_token"), refreshes);
 
     // An excessive min_ttl is a clear error, not a token that breaks its promise.
     let out = s.daemon.cli(&["token", "me", "--min-ttl", "99999"], None);
@@ -162,7 +164,7 @@ fn password_account_lifecycle() {
     let last_rt = stored_refresh_token(&s).expect("refresh token before logout");
     let out = s.daemon.cli_ok(&["logout", "me"], None);
     assert!(out.contains("revoked"), "{out}");
-    assert_eq!(s.server.introspect(&narrow)["active"], false);
+    assert_eq!(s.server.introspect(&at3)["active"], false);
     assert_eq!(stored_refresh_token(&s), None);
     assert!(s.server.counters()["revoke"].as_u64().unwrap() >= 1);
     let out = s.daemon.cli(&["token", "me"], None);
@@ -508,4 +510,86 @@ fn generic_preset_with_a_base_url_discovers_from_it() {
             "{p} missing: {presets}"
         );
     }
+}
+
+/// One caller's request for fewer scopes never shrinks the account for the others. Against
+/// django-oauth-toolkit, which ties a refreshed token to the scope of the refresh request (RFC
+/// 6749 §6 says it must not): by default such a request is refused and the account keeps its
+/// whole grant; a provider that claims to keep scopes (`--scoped-refresh`) but narrows is caught
+/// at the next refresh for the whole grant, instead of handing out a narrowed token as the whole.
+#[test]
+fn narrower_requests_never_shrink_the_account() {
+    let s = setup(300);
+    add_password_account(&s, &["read", "write"]);
+    assert!(login(&s, ALICE_PASSWORD).status.success());
+    for scope in ["read", "write"] {
+        let out = s.daemon.cli(&["token", "me", "--scope", scope], None);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("instead of its [read write]"), "{err}");
+        assert!(err.contains("scoped_refresh"), "{err}");
+    }
+    let out = s.daemon.cli(&["token", "me", "--scope", "admin"], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("[admin] is not among them"), "{err}");
+    assert_eq!(
+        counter(&s, "refresh_token"),
+        0,
+        "nothing was asked of the server"
+    );
+    // The whole grant, for everyone, after a refresh too.
+    s.daemon.cli_ok(&["logout", "me"], None);
+    assert!(login(&s, ALICE_PASSWORD).status.success());
+    let mut scopes: Vec<String> = s.server.introspect(&token(&s, &[]))["scope"]
+        .as_str()
+        .unwrap()
+        .split(' ')
+        .map(str::to_owned)
+        .collect();
+    scopes.sort();
+    assert_eq!(scopes, ["read", "write"]);
+
+    // A provider that says it keeps scopes, and does not: caught, not believed.
+    let mut args = tokenbroker_e2e::daemon::dot_provider_args(&s.server, &["read", "write"]);
+    args[2] = "dot-scoped".into();
+    args.push("--scoped-refresh".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    s.daemon.cli_ok(
+        &args,
+        Some(&format!(
+            "{}\n",
+            tokenbroker_e2e::peers::PASSWORD_CLIENT_SECRET
+        )),
+    );
+    s.daemon.cli_ok(
+        &[
+            "account",
+            "add",
+            "me2",
+            "--provider",
+            "dot-scoped",
+            "--username",
+            ALICE_USERNAME,
+        ],
+        None,
+    );
+    s.daemon.login("me2", ALICE_PASSWORD);
+    let narrow = s.daemon.cli_ok(&["token", "me2", "--scope", "read"], None);
+    assert_eq!(s.server.introspect(narrow.trim())["scope"], "read");
+    // The rotation revoked the whole-grant token: the next one is a refresh for the whole grant,
+    // and DOT answers it with `read` only.
+    let out = s.daemon.cli(&["token", "me2"], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("narrowed the grant of account \"me2\" from [read write] to [read]"),
+        "{err}"
+    );
+    assert_eq!(state_of(&s.daemon, "me2"), "error");
+    assert_eq!(
+        state_of(&s.daemon, "me"),
+        "signed_in",
+        "the other account is untouched"
+    );
 }

@@ -141,13 +141,18 @@ fn tokens_accounts_and_signals_over_dbus() {
     assert_eq!(server.introspect(&token)["active"], true);
     assert!(v["data"][2].as_u64().unwrap() > 0);
 
-    // And through the Rust proxy, with a narrower scope.
+    // And through the Rust proxy, with scopes named (in another order: the same set).
     let p = proxy(&ss);
-    let (narrow, token_type, expires_at, scopes) = p.get_token("me", &["read"], 30).unwrap();
+    let (named, token_type, expires_at, scopes) =
+        p.get_token("me", &["write", "read"], 30).unwrap();
     assert_eq!(token_type.to_lowercase(), "bearer");
     assert!(expires_at > 0);
-    assert_eq!(scopes, ["read"]);
-    assert_eq!(server.introspect(narrow.expose())["scope"], "read");
+    assert_eq!(scopes, ["read", "write"]);
+    assert_eq!(server.introspect(named.expose())["active"], true);
+    // Fewer scopes than the account's are refused over the bus too (DOT would narrow it).
+    let e = broker_error(p.get_token("me", &["read"], 30).unwrap_err());
+    assert_eq!(e.kind, ErrorKind::InvalidArgument);
+    assert!(e.message.contains("scoped_refresh"), "{}", e.message);
     let accounts = p.list_accounts().unwrap();
     assert_eq!(accounts.len(), 1);
     assert_eq!(
@@ -202,7 +207,7 @@ fn tokens_accounts_and_signals_over_dbus() {
 
 #[test]
 fn a_refused_refresh_raises_sign_in_required() {
-    let (server, ss, d) = signed_in(300);
+    let (server, ss, mut d) = signed_in(300);
     d.login("me", ALICE_PASSWORD);
     let monitor = Monitor::start(&ss);
     // Revoke the refresh token behind the broker's back.
@@ -218,8 +223,9 @@ fn a_refused_refresh_raises_sign_in_required() {
         .send()
         .unwrap();
     assert!(resp.status().is_success());
-    // Force a refresh: a narrower scope set has no cached token.
-    let out = d.cli(&["token", "me", "--scope", "read"], None);
+    // Force a refresh: a restarted daemon has no cached token.
+    d.restart().unwrap();
+    let out = d.cli(&["token", "me"], None);
     assert_eq!(
         out.status.code(),
         Some(3),

@@ -22,6 +22,8 @@ token_endpoint = "{}"
 client_id = "fake-client"
 client_auth = "client_secret_post"
 allow_insecure_loopback = true
+# The fake keeps a refresh token's scope: another scope set forces a refresh.
+scoped_refresh = true
 
 [accounts.me]
 provider = "fake"

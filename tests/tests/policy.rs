@@ -20,7 +20,9 @@ fn setup() -> (AuthServer, SecretService, Daemon) {
     .unwrap();
     let ss = SecretService::start().unwrap();
     let d = Daemon::start(&ss, Some(CONFIG)).unwrap();
-    d.add_dot_provider(&server, &["read", "write"]);
+    // Apps here get fewer scopes than the account's: by a scoped refresh (DOT then narrows the
+    // refresh token, which these tests do not mind; core.rs tests that case).
+    d.add_dot_provider_with(&server, &["read", "write"], &["--scoped-refresh"]);
     d.add_dot_account("me", ALICE_USERNAME);
     d.login("me", ALICE_PASSWORD);
     (server, ss, d)

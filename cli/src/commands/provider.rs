@@ -33,6 +33,7 @@ pub fn run(socket: &Option<PathBuf>, cmd: ProviderCmd) -> Result<(), Failure> {
             client_secret_stdin,
             scopes,
             allow_insecure_loopback,
+            scoped_refresh,
         } => {
             let client_auth = client_auth.map(ClientAuth::from);
             if client_secret_stdin && client_auth.is_some_and(|a| !a.needs_secret()) {
@@ -69,6 +70,7 @@ pub fn run(socket: &Option<PathBuf>, cmd: ProviderCmd) -> Result<(), Failure> {
                         params: params.into_iter().collect(),
                         scopes,
                         allow_insecure_loopback,
+                        scoped_refresh,
                         ..Default::default()
                     },
                 },

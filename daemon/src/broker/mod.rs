@@ -213,6 +213,7 @@ fn engine_account(name: &str, found: &Found) -> engine::Account {
         grant: found.account.grant,
         username: found.account.username.clone(),
         default_scopes: scope_key(found.account.default_scopes(&found.provider)),
+        scoped_refresh: found.provider.scoped_refresh,
     }
 }
 

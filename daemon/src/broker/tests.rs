@@ -70,6 +70,7 @@ consent_timeout_secs = 2
 token_endpoint = "https://id.example/token"
 client_id = "tb"
 client_auth = "none"
+scoped_refresh = true
 
 [accounts.mail]
 provider = "corp"

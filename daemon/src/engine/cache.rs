@@ -102,6 +102,9 @@ pub struct SlotState {
     pub sign_in_reason: Option<Reason>,
     /// The lifetime of the last token the server issued, in seconds.
     pub last_lifetime: Option<u64>,
+    /// The scopes the server granted the account's refresh token, as the last sign-in or
+    /// refresh for the whole grant said (not known before the first of them since start).
+    pub granted: Option<ScopeKey>,
     pub next_serial: u64,
 }
 

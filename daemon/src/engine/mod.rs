@@ -21,6 +21,7 @@ mod cache;
 mod endpoint;
 pub mod messages;
 mod refresh;
+mod scopes;
 mod session;
 
 pub use session::SignedOut;
@@ -54,6 +55,8 @@ pub struct Account {
     pub username: Option<String>,
     /// The scopes of a request that names none, sorted: what the account signs in with.
     pub default_scopes: ScopeKey,
+    /// The provider keeps a refresh token's scope: fewer scopes may be asked by a refresh.
+    pub scoped_refresh: bool,
 }
 
 /// What the engine knows of an account's state, for listings.
@@ -290,8 +293,7 @@ impl Engine {
                     };
                     return Err(self.needs_sign_in(name, slot, reason));
                 };
-                // Omit scope to keep the original grant; name it only to narrow.
-                let scopes = (*key != account.default_scopes).then_some(key.as_slice());
+                let scopes = scopes::refresh_scopes(account, key)?;
                 let request = TokenRequest::Refresh {
                     refresh_token: &rt,
                     scopes,
@@ -302,6 +304,9 @@ impl Engine {
                             if !new_rt.ct_eq(&rt) {
                                 self.store_rotated(account, slot, new_rt).await?;
                             }
+                        }
+                        if scopes.is_none() {
+                            scopes::check_not_narrowed(account, slot, &resp)?;
                         }
                         Ok(resp)
                     }

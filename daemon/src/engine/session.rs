@@ -101,6 +101,12 @@ impl Engine {
         {
             let mut st = slot.lock();
             st.tokens.clear();
+            st.granted = Some(
+                resp.scopes
+                    .as_deref()
+                    .map(super::scope_key)
+                    .unwrap_or_else(|| scopes.clone()),
+            );
             st.has_refresh = Some(has_refresh);
             st.sign_in_reason = None;
             st.error = None;

@@ -44,6 +44,7 @@ enum Step {
         access: String,
         refresh: Option<String>,
         expires_in: u64,
+        scopes: Option<Vec<String>>,
     },
     Fail(Error),
 }
@@ -53,6 +54,17 @@ fn token(access: &str, refresh: Option<&str>, expires_in: u64) -> Step {
         access: access.into(),
         refresh: refresh.map(Into::into),
         expires_in,
+        scopes: None,
+    }
+}
+
+/// A token for which the server says which scopes it granted.
+fn granted(access: &str, refresh: &str, scopes: &[&str]) -> Step {
+    Step::Token {
+        access: access.into(),
+        refresh: Some(refresh.into()),
+        expires_in: 3600,
+        scopes: Some(scopes.iter().map(|s| s.to_string()).collect()),
     }
 }
 
@@ -124,12 +136,13 @@ impl TokenEndpoint for Fake {
                     access,
                     refresh,
                     expires_in,
+                    scopes,
                 } => Ok(TokenResponse {
                     access_token: SecretText::new(access),
                     token_type: "Bearer".into(),
                     expires_in,
                     refresh_token: refresh.map(SecretText::new),
-                    scopes: None,
+                    scopes,
                 }),
                 Step::Fail(e) => Err(e),
             }
@@ -198,6 +211,7 @@ fn user(name: &str) -> Account {
         grant: Grant::Password,
         username: Some("alice".into()),
         default_scopes: vec!["read".into(), "write".into()],
+        scoped_refresh: false,
     }
 }
 
@@ -208,6 +222,7 @@ fn machine(name: &str) -> Account {
         grant: Grant::ClientCredentials,
         username: None,
         default_scopes: vec!["api".into()],
+        scoped_refresh: false,
     }
 }
 
@@ -694,7 +709,8 @@ async fn sign_out_revokes_both_tokens_and_deletes_them() {
 async fn a_narrower_refresh_names_its_scopes_and_the_default_one_does_not() {
     let r = rig(vec![]);
     put_rt(&r.memory, "alice", "rt-1");
-    let a = user("alice");
+    let mut a = user("alice");
+    a.scoped_refresh = true;
     r.engine
         .token(&a, key(&["read", "write"]), 0)
         .await
@@ -788,4 +804,81 @@ async fn a_servers_words_reach_the_users_tools_only() {
         "a defined code, in our words"
     );
     assert!(app.message.contains("\"robot\""));
+}
+
+#[tokio::test]
+async fn fewer_scopes_are_refused_where_the_provider_may_narrow_the_refresh_token() {
+    let r = rig(vec![]);
+    put_rt(&r.memory, "alice", "rt-1");
+    r.engine.load_state(&user("alice")).await;
+    let e = r
+        .engine
+        .token(&user("alice"), key(&["read"]), 0)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidArgument);
+    assert!(e.message.contains("scoped_refresh"), "{}", e.message);
+    assert!(e.message.contains("[read write]"), "{}", e.message);
+    assert_eq!(r.fake.calls(), 0, "nothing asked of the server");
+    assert_eq!(
+        r.engine.status(&user("alice")).state,
+        AccountState::SignedIn
+    );
+    // The whole grant is still there for everyone.
+    r.engine
+        .token(&user("alice"), key(&["read", "write"]), 0)
+        .await
+        .unwrap();
+    assert_eq!(r.fake.asked.lock().unwrap()[0].2, None);
+}
+
+#[tokio::test]
+async fn a_scope_outside_the_sign_in_is_refused_with_the_reason() {
+    let mut a = user("alice");
+    a.scoped_refresh = true;
+    let r = rig(vec![]);
+    put_rt(&r.memory, "alice", "rt-1");
+    let e = r
+        .engine
+        .token(&a, key(&["read", "admin"]), 0)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidArgument);
+    assert!(
+        e.message.contains("[admin] is not among them"),
+        "{}",
+        e.message
+    );
+    assert!(e.message.contains("only keep or narrow"), "{}", e.message);
+    assert_eq!(r.fake.calls(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_that_narrowed_the_grant_is_reported_not_believed() {
+    let mut a = user("alice");
+    a.scoped_refresh = true;
+    // Sign-in grants both; the narrower refresh narrows the server's refresh token (as
+    // django-oauth-toolkit does); the next refresh for the whole grant gets only `read`.
+    let r = rig(vec![
+        granted("at-1", "rt-1", &["read", "write"]),
+        granted("at-2", "rt-2", &["read"]),
+        granted("at-3", "rt-3", &["read"]),
+    ]);
+    r.engine.sign_in(&a, SecretText::new("pw")).await.unwrap();
+    r.engine.token(&a, key(&["read"]), 0).await.unwrap();
+    // The sign-in's token for the whole grant expires; its refresh tells.
+    tokio::time::sleep(Duration::from_secs(3601)).await;
+    let e = r
+        .engine
+        .token(&a, key(&["read", "write"]), 0)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ServerError);
+    assert!(e.message.contains("narrowed the grant"), "{}", e.message);
+    assert!(
+        e.message.contains("from [read write] to [read]"),
+        "{}",
+        e.message
+    );
+    assert_eq!(r.engine.status(&a).state, AccountState::Error);
 }
