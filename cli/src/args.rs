@@ -19,7 +19,8 @@ macro_rules! exit_help {
   5  the authorization server failed or could not be reached
   6  the daemon is not running or broke the protocol
   7  the server rejected the credentials (wrong password, client secret)
-  8  no such account or provider"
+  8  no such account or provider
+  9  rate limited: too many requests, try again shortly"
     };
 }
 

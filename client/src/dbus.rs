@@ -122,6 +122,7 @@ pub enum DbusError {
     Busy(String),
     Protocol(String),
     Internal(String),
+    RateLimited(String),
 }
 
 impl From<BrokerError> for DbusError {
@@ -142,6 +143,7 @@ impl From<BrokerError> for DbusError {
             ErrorKind::Busy => DbusError::Busy(m),
             ErrorKind::Protocol => DbusError::Protocol(m),
             ErrorKind::Internal => DbusError::Internal(m),
+            ErrorKind::RateLimited => DbusError::RateLimited(m),
         }
     }
 }

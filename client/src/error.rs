@@ -35,10 +35,13 @@ pub enum ErrorKind {
     Protocol,
     /// A bug or an unexpected local failure.
     Internal,
+    /// The caller asked too often: try again after the time the message names.
+    RateLimited,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 14] = [
+    /// Every kind, in the order of their JSON-RPC codes (new kinds go at the end).
+    pub const ALL: [ErrorKind; 15] = [
         ErrorKind::NoSuchAccount,
         ErrorKind::NoSuchProvider,
         ErrorKind::NeedsSignIn,
@@ -53,6 +56,7 @@ impl ErrorKind {
         ErrorKind::Busy,
         ErrorKind::Protocol,
         ErrorKind::Internal,
+        ErrorKind::RateLimited,
     ];
 
     /// The CLI's exit code for this kind (docs/CLI exit codes).
@@ -66,6 +70,7 @@ impl ErrorKind {
             ErrorKind::InvalidCredentials => 7,
             ErrorKind::NoSuchAccount | ErrorKind::NoSuchProvider => 8,
             ErrorKind::Config | ErrorKind::Store | ErrorKind::Internal => 1,
+            ErrorKind::RateLimited => 9,
         }
     }
 
@@ -86,6 +91,7 @@ impl ErrorKind {
             ErrorKind::Busy => "Busy",
             ErrorKind::Protocol => "Protocol",
             ErrorKind::Internal => "Internal",
+            ErrorKind::RateLimited => "RateLimited",
         }
     }
 }

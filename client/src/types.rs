@@ -510,6 +510,14 @@ pub struct AuditRecord {
     pub transport: String,
     /// Why: the policy rule, the consent answer, or the error.
     pub reason: String,
+    /// A run of identical denials: how many more there were after the first (written when
+    /// the run ended; 0 and left out for a single record).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub repeated: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -299,6 +299,16 @@ async fn serve(s: Serve) -> anyhow::Result<()> {
             None => std::future::pending::<()>().await,
         }
     };
+    let ticker = {
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                broker.audit_tick();
+            }
+        })
+    };
     notify(Notify::Ready);
     let reloads = reload_on_hangup(broker.clone());
     tokio::select! {
@@ -308,6 +318,7 @@ async fn serve(s: Serve) -> anyhow::Result<()> {
     }
     notify(Notify::Stopping);
     server.abort();
+    ticker.abort();
     // Remove the socket only if it is still ours, not the one of a daemon that replaced us.
     if ours.is_some() && socket_identity(&socket_path) == ours {
         let _ = std::fs::remove_file(&socket_path);

@@ -428,6 +428,7 @@ mod tests {
             scopes: vec!["read".into()],
             transport: "socket".into(),
             reason: "allowed once by the user".into(),
+            repeated: 0,
         };
         let t = audit_text(&[r(1, Decision::Allow), r(2, Decision::Deny)]);
         let deny = t.find("DENY").unwrap();

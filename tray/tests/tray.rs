@@ -268,7 +268,8 @@ fn icon_shows_the_state_and_sign_in_goes_through_pinentry() {
     let server = AuthServer::start(AuthServerOptions::default()).unwrap();
     let ss = SecretService::start().unwrap();
     let d = Daemon::start(&ss, Some(CONFIG)).unwrap();
-    d.add_dot_provider(&server, &["read", "write"]);
+    // The app asks for fewer scopes than the account's: by a scoped refresh.
+    d.add_dot_provider_with(&server, &["read", "write"], &["--scoped-refresh"]);
     d.add_dot_account("me", ALICE_USERNAME);
     assert_eq!(state_of(&d, "me"), AccountState::NeedsSignIn);
 
@@ -503,7 +504,8 @@ fn consent_answers_reach_the_waiting_request_across_daemon_restarts() {
 
     let mut d = Daemon::start(&ss, Some(CONFIG)).unwrap();
     assert_eq!(d.socket, socket);
-    d.add_dot_provider(&server, &["read", "write"]);
+    // The app asks for fewer scopes than the account's: by a scoped refresh.
+    d.add_dot_provider_with(&server, &["read", "write"], &["--scoped-refresh"]);
     d.add_dot_account("me", ALICE_USERNAME);
     d.login("me", ALICE_PASSWORD);
     wait_for("the green icon once the daemon is there", 30, || {

@@ -23,9 +23,10 @@ pub fn show(socket: &Option<PathBuf>, since: Option<&str>, json: bool) -> Result
             output::json_line(r);
             continue;
         }
-        let d = match r.decision {
-            Decision::Allow => "allow",
-            Decision::Deny => "deny",
+        let d = match (r.decision, r.repeated) {
+            (Decision::Allow, _) => "allow".to_owned(),
+            (Decision::Deny, 0) => "deny".to_owned(),
+            (Decision::Deny, n) => format!("deny x{n} more"),
         };
         println!(
             "{}\t{d}\tuid {}\tpid {}\t{}\t{}\t[{}]\t{}\t{}",

@@ -15,6 +15,7 @@ pub mod access;
 pub mod admin;
 pub mod consent;
 pub mod events;
+pub mod limits;
 pub mod messages;
 pub mod providers;
 pub mod reload;
@@ -68,6 +69,7 @@ struct Inner {
     audit: Audit,
     trusted: Trusted,
     consents: Consents,
+    limits: limits::RateLimits,
 }
 
 /// An account as the config has it, with its provider.
@@ -124,6 +126,7 @@ impl Broker {
             Http::new(config.http.http_options()).map_err(|e| messages::internal(e.to_string()))?;
         let (events, _) = tokio::sync::broadcast::channel(256);
         let settings = engine_settings(&config);
+        let audit = Audit::open(options.audit_path, config.audit.limits());
         let shared = Shared::new(config);
         let providers = Arc::new(Providers::new(http, shared.clone(), store.clone()));
         let endpoint = endpoint.unwrap_or_else(|| providers.clone());
@@ -140,9 +143,10 @@ impl Broker {
                 engine,
                 events,
                 started: Instant::now(),
-                audit: Audit::open(options.audit_path),
+                audit,
                 trusted: options.trusted,
                 consents: Consents::default(),
+                limits: Default::default(),
             }),
         })
     }
@@ -166,6 +170,12 @@ impl Broker {
         }
         self.inner.engine.set_settings(engine_settings(&c));
         self.inner.config.replace(c);
+    }
+
+    /// Sum up a run of repeated denials in the audit log when it has gone on long enough
+    /// (the daemon calls this every few seconds).
+    pub fn audit_tick(&self) {
+        self.inner.audit.tick();
     }
 
     fn emit(&self, n: Notification) {

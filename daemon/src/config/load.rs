@@ -3,7 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Config, EngineSettings, HttpSettings, PolicySettings, SystemSettings, CONFIG_VERSION};
+use super::{
+    AuditSettings, Config, EngineSettings, HttpSettings, LimitSettings, PolicySettings,
+    SystemSettings, CONFIG_VERSION,
+};
 use crate::error::{Error, Result};
 
 /// Where the config comes from: the main file, which admin edits write, and in system mode a
@@ -103,6 +106,8 @@ impl Layout {
                 ("engine", part.engine == EngineSettings::default()),
                 ("policy", part.policy == PolicySettings::default()),
                 ("system", part.system == SystemSettings::default()),
+                ("audit", part.audit == AuditSettings::default()),
+                ("limits", part.limits == LimitSettings::default()),
             ] {
                 if !default {
                     return Err(at(
@@ -260,6 +265,19 @@ fn parse_part(path: &Path, text: &str) -> Result<Config> {
         crate::names::check_name("provider", name)
             .map_err(|m| at(locate.line(&["providers", name]), m))?;
         p.validate(name).map_err(|(field, m)| at(key(field), m))?;
+    }
+    if config.audit.max_file_bytes < 4096 || config.audit.keep_files > 100 {
+        return Err(at(
+            locate.line(&["audit"]),
+            "audit: max_file_bytes must be at least 4096, keep_files at most 100".into(),
+        ));
+    }
+    let l = &config.limits;
+    if l.app_requests_per_second == 0 || l.app_request_burst == 0 {
+        return Err(at(
+            locate.line(&["limits"]),
+            "limits: app_requests_per_second and app_request_burst must be at least 1".into(),
+        ));
     }
     if config.system.admin_group.is_empty() || config.system.admin_group.len() > 64 {
         return Err(at(

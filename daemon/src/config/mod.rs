@@ -40,6 +40,10 @@ pub struct Config {
     pub policy: PolicySettings,
     #[serde(default, skip_serializing_if = "SystemSettings::is_default")]
     pub system: SystemSettings,
+    #[serde(default, skip_serializing_if = "AuditSettings::is_default")]
+    pub audit: AuditSettings,
+    #[serde(default, skip_serializing_if = "LimitSettings::is_default")]
+    pub limits: LimitSettings,
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
     #[serde(default)]
@@ -160,6 +164,63 @@ impl Default for PolicySettings {
 }
 
 impl PolicySettings {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// The audit file's size cap (read at start).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// The audit file is rotated when it would grow past this many bytes.
+    pub max_file_bytes: u64,
+    /// How many rotated files are kept (audit.jsonl.1 ...).
+    pub keep_files: u32,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        let d = crate::audit::Limits::default();
+        Self {
+            max_file_bytes: d.max_file_bytes,
+            keep_files: d.keep_files,
+        }
+    }
+}
+
+impl AuditSettings {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    pub fn limits(&self) -> crate::audit::Limits {
+        crate::audit::Limits {
+            max_file_bytes: self.max_file_bytes,
+            keep_files: self.keep_files,
+        }
+    }
+}
+
+/// How much one app may ask: requests per second, with a burst, for every caller that is not
+/// one of the user's own tools (which are not limited).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    pub app_requests_per_second: u32,
+    pub app_request_burst: u32,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            app_requests_per_second: 20,
+            app_request_burst: 100,
+        }
+    }
+}
+
+impl LimitSettings {
     fn is_default(&self) -> bool {
         *self == Self::default()
     }

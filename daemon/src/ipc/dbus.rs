@@ -66,6 +66,7 @@ impl DbusService {
             }
         };
         self.broker.admit(&caller)?;
+        self.broker.admit_request(&caller)?;
         Ok(caller)
     }
 

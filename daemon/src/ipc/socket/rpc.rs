@@ -128,6 +128,9 @@ pub async fn handle(line: &[u8], broker: &Broker, session: &mut Session) -> (Vec
             false,
         );
     }
+    if let Err(e) = broker.admit_request(&session.caller) {
+        return (error_line(id, RpcError::from(&e)), true);
+    }
     match dispatch(&req.method, req.params, broker, session).await {
         Ok(reply) => (reply(id), true),
         Err(Failure::Rpc(e)) => (error_line(id, e), true),
