@@ -30,6 +30,14 @@ pub fn harden() -> Hardening {
             Ok(()) => h.no_core = true,
             Err(e) => h.warnings.push(format!("RLIMIT_CORE=0 failed: {e}")),
         }
+        // Connections over a limit are refused and closed at once, but every accepted one is a
+        // descriptor for a moment: take all the descriptors the hard limit allows.
+        if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+            let want = hard.min(65_536);
+            if soft < want {
+                let _ = setrlimit(Resource::RLIMIT_NOFILE, want, hard);
+            }
+        }
         let enough = getrlimit(Resource::RLIMIT_MEMLOCK)
             .is_ok_and(|(soft, _)| soft == RLIM_INFINITY || soft >= MIN_MEMLOCK);
         if enough {

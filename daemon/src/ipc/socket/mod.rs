@@ -20,9 +20,9 @@ use tokenbroker_client::protocol::{codes, notification_line, RpcError};
 use tokenbroker_client::{BrokerError, ErrorKind, MAX_LINE};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
 use zeroize::Zeroize;
 
+mod admission;
 mod framing;
 mod peer;
 mod rpc;
@@ -31,22 +31,39 @@ use crate::broker::Broker;
 use crate::error::{Error, Result, SocketProblem};
 use crate::files::create_private_dir;
 use crate::users::current_uid;
+use admission::{Admission, Ticket};
 use framing::{LineError, LineReader};
 use rpc::Session;
 
 #[derive(Debug, Clone)]
 pub struct SocketOptions {
+    /// Connections in all.
     pub max_connections: usize,
+    /// Of those, the ones only the user's own tools may take.
+    pub reserved: usize,
+    /// The most one app (uid and executable) may hold.
+    pub per_app: usize,
+    /// The most subscribed connections one app may hold.
+    pub subscriptions_per_app: usize,
     /// How long a connection may wait between requests, and how long one request may take to
     /// arrive.
     pub read_timeout: Duration,
+    /// How long a new connection may take to say Hello.
+    pub hello_timeout: Duration,
+    /// How long one reply may take to be written (a peer that does not read is dropped).
+    pub write_timeout: Duration,
 }
 
 impl Default for SocketOptions {
     fn default() -> Self {
         Self {
-            max_connections: 128,
+            max_connections: 256,
+            reserved: 32,
+            per_app: 16,
+            subscriptions_per_app: 4,
             read_timeout: Duration::from_secs(30),
+            hello_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -104,9 +121,10 @@ pub fn bind(path: &Path, own_folder: bool, everyone: bool) -> Result<UnixListene
     Ok(listener)
 }
 
-/// Serve until the task is dropped.
+/// Serve until the task is dropped. Each connection is identified and given a slot (or refused)
+/// here, at once, so that refused connections cost nothing.
 pub async fn serve(listener: UnixListener, broker: Broker, opts: SocketOptions) {
-    let slots = Arc::new(Semaphore::new(opts.max_connections));
+    let admission = Admission::new(opts.clone());
     let opts = Arc::new(opts);
     loop {
         let stream = match listener.accept().await {
@@ -117,46 +135,62 @@ pub async fn serve(listener: UnixListener, broker: Broker, opts: SocketOptions) 
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tokio::spawn(refuse(
-                stream,
-                BrokerError::new(
-                    ErrorKind::Busy,
-                    "the daemon is at its connection limit: try again shortly",
-                ),
-            ));
+        let Some(caller) = peer::identify(&stream) else {
+            tracing::warn!("refused a connection whose peer credentials cannot be read");
+            refuse(
+                &stream,
+                &BrokerError::new(ErrorKind::Denied, "cannot identify the caller"),
+            );
             continue;
+        };
+        if let Err(e) = broker.admit(&caller) {
+            refuse(&stream, &e);
+            continue;
+        }
+        let ticket = match admission.admit(&caller, broker.is_trusted(&caller)) {
+            Ok(t) => t,
+            Err(e) => {
+                refuse(&stream, &e);
+                continue;
+            }
         };
         let (broker, opts) = (broker.clone(), opts.clone());
         tokio::spawn(async move {
-            connection(stream, broker, &opts).await;
-            drop(permit);
+            connection(stream, caller, ticket, broker, &opts).await;
         });
     }
 }
 
-/// Answer a connection that is not served with an error, and close it.
-async fn refuse(mut stream: UnixStream, e: BrokerError) {
-    let line = rpc::error_line(serde_json::Value::Null, RpcError::from(&e));
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&line)).await;
+/// Answer a connection that is not served with an error, without waiting, and close it.
+fn refuse(stream: &UnixStream, e: &BrokerError) {
+    let line = rpc::error_line(serde_json::Value::Null, RpcError::from(e));
+    let _ = stream.try_write(&line);
 }
 
-/// One connection: identified and admitted once, then a request per line until it closes, is
-/// idle past the read timeout, or breaks the protocol. A subscribed connection also delivers
-/// the events its caller may see, and waits as long as it likes.
-async fn connection(stream: UnixStream, broker: Broker, opts: &SocketOptions) {
-    let Some(caller) = peer::identify(&stream) else {
-        tracing::warn!("refused a connection whose peer credentials cannot be read");
-        return refuse(
-            stream,
-            BrokerError::new(ErrorKind::Denied, "cannot identify the caller"),
-        )
-        .await;
-    };
-    if let Err(e) = broker.admit(&caller) {
-        return refuse(stream, e).await;
-    }
+/// Write one line, within the write timeout: a peer that does not read loses its connection.
+async fn send(
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+    line: &[u8],
+    opts: &SocketOptions,
+) -> bool {
+    matches!(
+        tokio::time::timeout(opts.write_timeout, write.write_all(line)).await,
+        Ok(Ok(()))
+    )
+}
+
+/// One connection: a request per line until it closes, is idle past the read timeout, breaks
+/// the protocol, or does not read its replies. A subscribed connection also delivers the events
+/// its caller may see, and waits as long as it likes.
+async fn connection(
+    stream: UnixStream,
+    caller: crate::policy::Caller,
+    ticket: Ticket,
+    broker: Broker,
+    opts: &SocketOptions,
+) {
     let mut session = Session {
+        ticket,
         caller,
         greeted: false,
         subscription: None,
@@ -167,8 +201,13 @@ async fn connection(stream: UnixStream, broker: Broker, opts: &SocketOptions) {
     loop {
         line.zeroize();
         line.clear();
+        let wait = if session.greeted {
+            opts.read_timeout
+        } else {
+            opts.hello_timeout
+        };
         let read = match session.subscription.as_mut() {
-            None => tokio::time::timeout(opts.read_timeout, reader.read_line(&mut line)).await,
+            None => tokio::time::timeout(wait, reader.read_line(&mut line)).await,
             // read_line is cancel-safe: bytes already read stay in `line`.
             Some(sub) => loop {
                 tokio::select! {
@@ -176,7 +215,7 @@ async fn connection(stream: UnixStream, broker: Broker, opts: &SocketOptions) {
                     ev = sub.events.recv() => match ev {
                         Ok(ev) if !broker.event_is_for(&session.caller, &ev) => {}
                         Ok(ev) => {
-                            if write.write_all(&notification_line(&ev)).await.is_err() {
+                            if !send(&mut write, &notification_line(&ev), opts).await {
                                 return;
                             }
                         }
@@ -214,9 +253,9 @@ async fn connection(stream: UnixStream, broker: Broker, opts: &SocketOptions) {
             Ok(()) => rpc::handle(&line, &broker, &mut session).await,
         };
         line.zeroize();
-        let written = write.write_all(&reply).await;
+        let written = send(&mut write, &reply, opts).await;
         reply.zeroize();
-        if written.is_err() || !keep_open {
+        if !written || !keep_open {
             break;
         }
     }

@@ -14,6 +14,8 @@ use crate::policy::Caller;
 
 /// What a connection knows of itself.
 pub struct Session {
+    /// Its slot (and its app's count of subscriptions).
+    pub ticket: super::Ticket,
     pub caller: Caller,
     /// Hello was answered.
     pub greeted: bool,
@@ -232,7 +234,9 @@ async fn dispatch(
         methods::SUBSCRIBE => {
             let p: SubscribeParams = params(raw)?;
             if session.subscription.is_none() {
-                session.subscription = Some(broker.subscribe(caller, &p)?);
+                let sub = broker.subscribe(caller, &p)?;
+                session.ticket.subscribe()?;
+                session.subscription = Some(sub);
             }
             ok(Done {})
         }
