@@ -261,7 +261,12 @@ fn allow_once_works_once_and_the_audit_shows_every_decision() {
     // Asked again the next time, and nobody answers.
     let (_, reply) = with_answer(&d, &agent, Path::new(SOCAT), &["write"], None);
     denial(&reply);
-    let cli_token = d.cli_ok(&["token", "me"], None).trim().to_owned();
+    // The CLI's token for the same scopes (DOT narrowed the account to them: a token for the
+    // whole grant would be refused as narrowed, see core.rs).
+    let cli_token = d
+        .cli_ok(&["token", "me", "--scope", "write"], None)
+        .trim()
+        .to_owned();
 
     let audit = d.cli_ok(&["audit", "--json", "--since", "1h"], None);
     let records: Vec<Value> = audit
