@@ -80,9 +80,16 @@ fn signed_in(lifetime: u64) -> (AuthServer, SecretService, Daemon) {
     let d = Daemon::start(&ss, None).unwrap();
     d.add_dot_provider(&server, &["read", "write"]);
     d.add_dot_account("me", ALICE_USERNAME);
-    // The apps of these tests: busctl, and this test binary through the Rust proxy.
+    // The apps of these tests: busctl, this test binary through the Rust proxy, and the CLI
+    // with --dbus: over the bus the daemon cannot tell which process of a connection sends a
+    // call, so the user's own tools are apps there like any other.
     let me = std::env::current_exe().unwrap();
-    for app in [std::path::Path::new("/usr/bin/busctl"), me.as_path()] {
+    let cli = tokenbroker_e2e::daemon::bin("tokenbroker");
+    for app in [
+        std::path::Path::new("/usr/bin/busctl"),
+        me.as_path(),
+        cli.as_path(),
+    ] {
         d.cli_ok(&["allow", "me", "--app", app.to_str().unwrap()], None);
     }
     (server, ss, d)

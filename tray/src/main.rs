@@ -41,12 +41,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// The tray holds passwords for a moment: no core files, and no tracing or memory reads by the
-/// user's other processes (`PR_SET_DUMPABLE=0`), as the daemon does.
+/// The tray holds passwords for a moment: no core files. It stays dumpable: the kernel hides a
+/// non-dumpable process's executable (`/proc/PID/exe`) from the other processes of its own
+/// user, so a user daemon could not tell the tray from any app (docs/TRAY.md).
 #[cfg(target_os = "linux")]
 fn harden() {
     let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
-    let _ = nix::sys::prctl::set_dumpable(false);
 }
 
 #[cfg(not(target_os = "linux"))]

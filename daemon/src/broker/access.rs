@@ -18,7 +18,7 @@ use tokenbroker_client::{BrokerError, Notification};
 use super::messages::{self, no_account};
 use super::{Broker, Found};
 use crate::config::AccountConfig;
-use crate::policy::{self, Caller};
+use crate::policy::Caller;
 use crate::users::{current_uid, lookup_group};
 
 /// Whom the daemon serves.
@@ -55,11 +55,10 @@ impl Broker {
     }
 
     /// Whether the caller is one of the user's own tokenbroker tools (the CLI and the tray
-    /// beside the daemon). In system mode every caller is its uid (see the module's notes).
+    /// beside the daemon, over the socket: see `Trusted::is_users_tool`). In system mode every
+    /// caller is its uid (see the module's notes).
     pub fn is_trusted(&self, caller: &Caller) -> bool {
-        self.inner.mode == Mode::System
-            || policy::exe_key(caller)
-                .is_some_and(|e| self.inner.trusted.contains(std::path::Path::new(&e)))
+        self.inner.mode == Mode::System || self.inner.trusted.is_users_tool(caller)
     }
 
     /// Only the user's own tokenbroker tools may change policy, answer consent, or administer.

@@ -128,6 +128,7 @@ fn caller(uid: u32, exe: &str) -> Caller {
         groups: Vec::new(),
         pid: Some(4242),
         exe: Some(PathBuf::from(exe)),
+        foreign: None,
         transport: "socket",
         client_hint: None,
     }

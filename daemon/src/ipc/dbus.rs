@@ -34,9 +34,16 @@ pub enum Bus {
 /// How many callers' credentials are remembered before the cache is cleared.
 const CREDENTIALS_CACHE: usize = 1024;
 
+/// A bus connection's caller as first identified, and the pidfd that pins its process.
+#[derive(Clone)]
+struct Known {
+    caller: Caller,
+    pidfd: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
+}
+
 pub struct DbusService {
     broker: Broker,
-    callers: Mutex<HashMap<String, Caller>>,
+    callers: Mutex<HashMap<String, Known>>,
 }
 
 impl DbusService {
@@ -53,30 +60,38 @@ impl DbusService {
             .ok_or_else(|| DbusError::Denied("the call has no sender".into()))?
             .to_string();
         let cached = self.lock().get(&sender).cloned();
-        let caller = match cached {
-            Some(c) => c,
+        let known = match cached {
+            Some(k) => k,
             None => {
-                let c = identify(conn, &sender).await?;
+                let k = identify(conn, &sender).await?;
                 let mut cache = self.lock();
                 if cache.len() >= CREDENTIALS_CACHE {
                     cache.clear();
                 }
-                cache.insert(sender, c.clone());
-                c
+                cache.insert(sender, k.clone());
+                k
             }
         };
+        // The connection's process, checked again at every call: one that executed another
+        // program since its first call is not the caller it was.
+        #[cfg(target_os = "linux")]
+        if let Some(fd) = &known.pidfd {
+            use std::os::fd::AsFd;
+            crate::policy::caller::recheck(&known.caller, fd.as_fd()).map_err(DbusError::Denied)?;
+        }
+        let caller = known.caller;
         self.broker.admit(&caller)?;
         self.broker.admit_request(&caller)?;
         Ok(caller)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Caller>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Known>> {
         self.callers.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 /// Ask the bus who `sender` is.
-async fn identify(conn: &Connection, sender: &str) -> Result<Caller, DbusError> {
+async fn identify(conn: &Connection, sender: &str) -> Result<Known, DbusError> {
     let fail = |e: zbus::Error| DbusError::Denied(format!("cannot identify the caller: {e}"));
     let dbus = DBusProxy::new(conn).await.map_err(fail)?;
     let name = zbus::names::BusName::try_from(sender).map_err(|e| fail(e.into()))?;
@@ -88,14 +103,21 @@ async fn identify(conn: &Connection, sender: &str) -> Result<Caller, DbusError> 
         .unix_user_id()
         .ok_or_else(|| DbusError::Denied("the bus did not say the caller's uid".into()))?;
     let groups = creds.unix_group_ids().cloned().unwrap_or_default();
-    Ok(attest(PeerFacts {
+    let pidfd = creds
+        .process_fd()
+        .and_then(|fd| std::os::fd::AsFd::as_fd(fd).try_clone_to_owned().ok());
+    let caller = attest(PeerFacts {
         uid,
         gid: groups.first().copied().unwrap_or(u32::MAX),
         groups,
         pid: creds.process_id().and_then(|p| i32::try_from(p).ok()),
-        pidfd: creds.process_fd().map(std::os::fd::AsFd::as_fd),
+        pidfd: pidfd.as_ref().map(std::os::fd::AsFd::as_fd),
         transport: "dbus",
-    }))
+    });
+    Ok(Known {
+        caller,
+        pidfd: pidfd.map(std::sync::Arc::new),
+    })
 }
 
 fn broker_err(e: BrokerError) -> DbusError {

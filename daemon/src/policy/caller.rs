@@ -19,6 +19,10 @@ pub struct Caller {
     pub groups: Vec<u32>,
     pub pid: Option<i32>,
     pub exe: Option<PathBuf>,
+    /// Set when the caller runs in another mount or user namespace than the daemon (a
+    /// sandbox, a container, `unshare`): its executable's path names a file of another file
+    /// system view, so it never matches a host path rule or the user's own tools.
+    pub foreign: Option<&'static str>,
     pub transport: &'static str,
     pub client_hint: Option<String>,
 }
@@ -54,15 +58,45 @@ pub fn attest(facts: PeerFacts<'_>) -> Caller {
         Some(None) => (facts.pid, None),
         None => (facts.pid, facts.pid.and_then(exe_of)),
     };
+    // Read after the executable and before the alive check of exe_of_pidfd has passed: a pid
+    // reused since then would show as another namespace or executable at the next request.
+    let foreign = match (pid, &exe) {
+        (Some(p), Some(_)) => foreign_namespace(p),
+        _ => None,
+    };
     Caller {
         uid: facts.uid,
         gid: facts.gid,
         groups: facts.groups,
         pid,
         exe,
+        foreign,
         transport: facts.transport,
         client_hint: None,
     }
+}
+
+/// Which of the daemon's namespaces `pid` is not in: mount (its paths are another view) or
+/// user (its uid is another's). An unreadable namespace counts as foreign.
+#[cfg(target_os = "linux")]
+pub fn foreign_namespace(pid: i32) -> Option<&'static str> {
+    use std::sync::OnceLock;
+    static OURS: OnceLock<[Option<PathBuf>; 2]> = OnceLock::new();
+    const KINDS: [(&str, &str); 2] = [("mnt", "mount namespace"), ("user", "user namespace")];
+    let ours = OURS
+        .get_or_init(|| KINDS.map(|(k, _)| std::fs::read_link(format!("/proc/self/ns/{k}")).ok()));
+    for ((kind, what), mine) in KINDS.iter().zip(ours) {
+        let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok();
+        if mine.is_some() && theirs != *mine {
+            return Some(what);
+        }
+    }
+    None
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn foreign_namespace(_pid: i32) -> Option<&'static str> {
+    None
 }
 
 impl Caller {
@@ -75,6 +109,7 @@ impl Caller {
             groups: Vec::new(),
             pid: Some(std::process::id() as i32),
             exe: None,
+            foreign: None,
             transport: "internal",
             client_hint: None,
         }
@@ -119,6 +154,21 @@ pub fn exe_of_pidfd(fd: std::os::fd::BorrowedFd<'_>) -> Option<(i32, PathBuf)> {
         .filter(|p| *p > 0)?;
     let exe = exe_of(pid)?;
     pidfd_alive(fd).then_some((pid, exe))
+}
+
+/// Whether the process behind `fd` is still `first` as it was identified: alive, and running
+/// the same executable. Err says what changed.
+#[cfg(target_os = "linux")]
+pub fn recheck(first: &Caller, fd: std::os::fd::BorrowedFd<'_>) -> Result<(), String> {
+    match exe_of_pidfd(fd) {
+        Some((_, exe)) if Some(&exe) == first.exe.as_ref() => Ok(()),
+        Some((pid, exe)) => Err(format!(
+            "the process behind this connection (pid {pid}) now runs {}, not {}: it must connect again",
+            exe.display(),
+            first.exe_display()
+        )),
+        None => Err("the process that opened this connection is gone or hidden".into()),
+    }
 }
 
 /// Whether the process a pidfd refers to still runs: a pidfd turns readable when its process

@@ -60,11 +60,25 @@ impl Trusted {
     pub fn contains(&self, exe: &Path) -> bool {
         self.exes.iter().any(|t| t == exe)
     }
+
+    /// Whether `caller` is one of the user's own tools: its executable is one of these, seen
+    /// from the daemon's namespaces, and it came over the socket.
+    ///
+    /// Over D-Bus no caller is: the bus tells which process opened a connection, not which one
+    /// sends each call, so a process that opened one and then executed the CLI could lend the
+    /// CLI's name to a child's calls. The socket checks the sender of every request.
+    pub fn is_users_tool(&self, caller: &Caller) -> bool {
+        caller.transport != "dbus" && exe_key(caller).is_some_and(|e| self.contains(Path::new(&e)))
+    }
 }
 
-/// The caller's executable as a policy key, or None when it cannot be trusted: unknown, or
-/// replaced on disk since the process started (`/proc/PID/exe` then ends in " (deleted)").
+/// The caller's executable as a policy key, or None when it cannot be trusted: unknown,
+/// replaced on disk since the process started (`/proc/PID/exe` then ends in " (deleted)"), or
+/// a path of another mount or user namespace.
 pub fn exe_key(caller: &Caller) -> Option<String> {
+    if caller.foreign.is_some() {
+        return None;
+    }
     let exe = caller.exe.as_ref()?.to_str()?;
     if exe.ends_with(" (deleted)") || !exe.starts_with('/') {
         return None;
@@ -83,13 +97,19 @@ pub fn decide(
     requested: &ScopeKey,
     explicit: bool,
 ) -> Verdict {
+    if let Some(ns) = caller.foreign {
+        return Verdict::Deny(format!(
+            "{} runs in its own {ns}: its path names a file the daemon cannot see, so no rule for a path on this system matches it",
+            caller.exe_display()
+        ));
+    }
     let Some(exe) = exe_key(caller) else {
         return Verdict::Deny(
             "the caller's executable cannot be determined (or was replaced since it started)"
                 .into(),
         );
     };
-    if trusted.contains(Path::new(&exe)) {
+    if trusted.is_users_tool(caller) {
         return Verdict::Allow {
             scopes: requested.clone(),
             rule: "the user's own tokenbroker client".into(),
@@ -146,6 +166,7 @@ mod tests {
             gid: 1000,
             pid: Some(42),
             exe: Some(PathBuf::from(exe)),
+            foreign: None,
             transport: "socket",
             client_hint: None,
         }
@@ -246,5 +267,12 @@ mod tests {
             decide(&t, &nobody, "a", &acct, &prov, &key(&["read"]), true),
             Verdict::Deny(_)
         ));
+        // The same path seen from another mount namespace is not the host's file.
+        let mut boxed = caller("/usr/bin/tokenbroker");
+        boxed.foreign = Some("mount namespace");
+        match decide(&t, &boxed, "a", &acct, &prov, &key(&["read"]), true) {
+            Verdict::Deny(m) => assert!(m.contains("its own mount namespace"), "{m}"),
+            v => panic!("{v:?}"),
+        }
     }
 }

@@ -115,6 +115,7 @@ pub fn bind(path: &Path, own_folder: bool, everyone: bool) -> Result<UnixListene
         std::fs::remove_file(path).map_err(|e| fail(SocketProblem::RemoveStale(e)))?;
     }
     let listener = UnixListener::bind(path).map_err(|e| fail(SocketProblem::Bind(e)))?;
+    peer::pass_credentials(&listener).map_err(|e| fail(SocketProblem::Bind(e)))?;
     let mode = if everyone { 0o666 } else { 0o600 };
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| fail(SocketProblem::Chmod(e)))?;
@@ -135,7 +136,7 @@ pub async fn serve(listener: UnixListener, broker: Broker, opts: SocketOptions) 
                 continue;
             }
         };
-        let Some(caller) = peer::identify(&stream) else {
+        let Some((caller, pidfd)) = peer::identify(&stream) else {
             tracing::warn!("refused a connection whose peer credentials cannot be read");
             refuse(
                 &stream,
@@ -156,7 +157,7 @@ pub async fn serve(listener: UnixListener, broker: Broker, opts: SocketOptions) 
         };
         let (broker, opts) = (broker.clone(), opts.clone());
         tokio::spawn(async move {
-            connection(stream, caller, ticket, broker, &opts).await;
+            connection(stream, caller, pidfd, ticket, broker, &opts).await;
         });
     }
 }
@@ -185,18 +186,25 @@ async fn send(
 async fn connection(
     stream: UnixStream,
     caller: crate::policy::Caller,
+    pidfd: Option<std::os::fd::OwnedFd>,
     ticket: Ticket,
     broker: Broker,
     opts: &SocketOptions,
 ) {
+    // Accepted sockets inherit SO_PASSCRED from the listener; set it anyway, in case.
+    let _ = peer::pass_credentials(&stream);
     let mut session = Session {
         ticket,
+        pidfd,
         caller,
         greeted: false,
         subscription: None,
     };
     let (read, mut write) = stream.into_split();
-    let mut reader = LineReader::new(read);
+    #[cfg(target_os = "linux")]
+    let mut reader = LineReader::new(framing::Credited(read));
+    #[cfg(not(target_os = "linux"))]
+    let mut reader = LineReader::new(framing::Plain(read));
     let mut line: Vec<u8> = Vec::with_capacity(1024);
     loop {
         line.zeroize();
@@ -246,7 +254,20 @@ async fn connection(
                 codes::INVALID_REQUEST,
                 format!("request line longer than {MAX_LINE} bytes"),
             )),
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(senders)) => match session.same_process(senders) {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    tracing::warn!(
+                        target: "tokenbroker::audit",
+                        decision = "deny",
+                        uid = session.caller.uid,
+                        pid = session.caller.pid,
+                        exe = %session.caller.exe_display(),
+                        "{}", e.message
+                    );
+                    Err(RpcError::from(&e))
+                }
+            },
         };
         let (mut reply, keep_open) = match outcome {
             Err(e) => (rpc::error_line(serde_json::Value::Null, e), false),

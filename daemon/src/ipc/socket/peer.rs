@@ -8,18 +8,33 @@ use tokio::net::UnixStream;
 
 use crate::policy::caller::{attest, Caller, PeerFacts};
 
-/// The caller behind `stream`; None when its credentials cannot be read.
-pub fn identify(stream: &UnixStream) -> Option<Caller> {
+/// The caller behind `stream`, and the pidfd that pins it (kept to check the caller again at
+/// every request); None when its credentials cannot be read.
+pub fn identify(stream: &UnixStream) -> Option<(Caller, Option<std::os::fd::OwnedFd>)> {
     let cred = stream.peer_cred().ok()?;
     let pidfd = peer_pidfd(stream);
-    Some(attest(PeerFacts {
+    let caller = attest(PeerFacts {
         uid: cred.uid(),
         gid: cred.gid(),
         groups: peer_groups(stream),
         pid: cred.pid(),
         pidfd: pidfd.as_ref().map(|f| f.as_fd()),
         transport: "socket",
-    }))
+    });
+    Some((caller, pidfd))
+}
+
+/// Ask the kernel to attach the sender's credentials to every message on `socket` (and on the
+/// connections accepted from it).
+#[cfg(target_os = "linux")]
+pub fn pass_credentials<F: AsFd>(socket: &F) -> std::io::Result<()> {
+    nix::sys::socket::setsockopt(socket, nix::sys::socket::sockopt::PassCred, &true)
+        .map_err(std::io::Error::from)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn pass_credentials<F: AsFd>(_socket: &F) -> std::io::Result<()> {
+    Ok(())
 }
 
 #[cfg(target_os = "linux")]

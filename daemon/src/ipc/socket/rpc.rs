@@ -16,6 +16,9 @@ use crate::policy::Caller;
 pub struct Session {
     /// Its slot (and its app's count of subscriptions).
     pub ticket: super::Ticket,
+    /// The pidfd of the process that connected, to check it again at every request.
+    pub pidfd: Option<std::os::fd::OwnedFd>,
+    /// The caller as identified when it connected: every request must come from it.
     pub caller: Caller,
     /// Hello was answered.
     pub greeted: bool,
@@ -76,6 +79,32 @@ fn params<P: DeserializeOwned>(raw: Option<&serde_json::value::RawValue>) -> Res
         // serde's message names the field, never a value of ours.
         rpc_error(codes::INVALID_PARAMS, format!("invalid params: {e}"))
     })
+}
+
+impl Session {
+    /// Whether a request line came from the process that connected, and that process still
+    /// runs the program it ran then. A connection is its process's: a child that inherited it,
+    /// or the process after it executed another program, is refused.
+    pub fn same_process(&self, senders: super::framing::Senders) -> Result<(), BrokerError> {
+        let bound = self.caller.pid;
+        if senders.mixed || (senders.pid.is_some() && bound.is_some() && senders.pid != bound) {
+            return Err(BrokerError::new(
+                ErrorKind::Denied,
+                format!(
+                    "a request came from another process (pid {}) than the one that opened the connection (pid {}): every process opens its own connection",
+                    senders.pid.unwrap_or(0),
+                    bound.unwrap_or(0)
+                ),
+            ));
+        }
+        #[cfg(target_os = "linux")]
+        if let Some(fd) = &self.pidfd {
+            use std::os::fd::AsFd;
+            crate::policy::caller::recheck(&self.caller, fd.as_fd())
+                .map_err(|m| BrokerError::new(ErrorKind::Denied, m))?;
+        }
+        Ok(())
+    }
 }
 
 /// Handle one request line. Returns the reply line and whether to keep the connection open.

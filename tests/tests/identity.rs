@@ -1,0 +1,142 @@
+//! A caller is the process that opened its connection, as the kernel sees it, for as long as
+//! the connection lives: a child that inherited the connection, the process after it executed
+//! another program, a process in its own mount namespace that bind-mounted a binary over the
+//! CLI's path, and the CLI over D-Bus are none of them the user's own tool.
+
+use std::process::{Command, Stdio};
+
+use tokenbroker_e2e::daemon::{bin, Daemon};
+use tokenbroker_e2e::fake::{FakeServer, Mode};
+use tokenbroker_e2e::peers::SecretService;
+
+fn setup() -> (FakeServer, SecretService, Daemon) {
+    let fake = FakeServer::start(Mode::Good { expires_in: 3600 }).unwrap();
+    let ss = SecretService::start().unwrap();
+    let config = format!(
+        r#"version = 1
+
+[providers.fake]
+token_endpoint = "{}"
+client_id = "fake-client"
+client_auth = "client_secret_post"
+allow_insecure_loopback = true
+
+[accounts.robot]
+provider = "fake"
+grant = "client_credentials"
+"#,
+        fake.token_endpoint()
+    );
+    let d = Daemon::start(&ss, Some(&config)).unwrap();
+    d.cli_ok(&["provider", "set-secret", "fake"], Some("fake-secret\n"));
+    d.cli_ok(&["token", "robot"], None);
+    (fake, ss, d)
+}
+
+const HELLO: &str = r#"{"jsonrpc":"2.0","id":1,"method":"Hello","params":{"protocol":"1.0","client":"tokenbroker-cli"}}"#;
+const GET: &str = r#"{"jsonrpc":"2.0","id":2,"method":"GetToken","params":{"account":"robot"}}"#;
+
+/// Run a python script with the socket path and the CLI's path; its standard output.
+fn python(d: &Daemon, script: &str) -> String {
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(&d.socket)
+        .arg(bin("tokenbroker"))
+        .envs(d.env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3 runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_child_using_its_parents_connection_is_refused() {
+    let (_fake, _ss, d) = setup();
+    // The parent connects, forks, and becomes the CLI; the child talks on the connection.
+    let script = format!(
+        r#"
+import os, socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+if os.fork() == 0:
+    time.sleep(1.0)
+    f = s.makefile("rwb")
+    f.write(b'{HELLO}\n{GET}\n'); f.flush()
+    print(f.readline().decode().strip(), flush=True)
+    os._exit(0)
+os.execv(sys.argv[2], [sys.argv[2], "status"])
+"#
+    );
+    let reply = python(&d, &script);
+    let reply = reply.lines().last().unwrap_or_default();
+    assert!(reply.contains("denied"), "{reply}");
+    assert!(reply.contains("another process"), "{reply}");
+    assert!(!reply.contains("access_token"), "{reply}");
+}
+
+#[test]
+fn a_connection_whose_process_executed_another_program_is_refused() {
+    let (_fake, _ss, d) = setup();
+    // Python says Hello, then executes socat on the same connection, which asks for a token.
+    let script = format!(
+        r#"
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(b'{HELLO}\n')
+f = s.makefile("rb"); f.readline()
+fd = os.dup(s.fileno()); os.set_inheritable(fd, True)
+r, w = os.pipe()
+os.write(w, b'{GET}\n'); os.close(w)
+os.dup2(r, 0)
+os.execv("/usr/bin/socat", ["socat", "-t", "3", "-", "FD:%d" % fd])
+"#
+    );
+    let reply = python(&d, &script);
+    assert!(reply.contains("now runs /usr/bin/socat"), "{reply}");
+    assert!(!reply.contains("access_token"), "{reply}");
+}
+
+#[test]
+fn a_binary_bind_mounted_over_the_cli_in_a_private_namespace_is_not_the_cli() {
+    let (_fake, _ss, d) = setup();
+    let cli = bin("tokenbroker");
+    let input = format!("{HELLO}\n{GET}\n");
+    // In its own mount namespace, socat is mounted over the CLI's path and run from there:
+    // /proc/PID/exe names the CLI's path.
+    let script = format!(
+        "mount --bind /usr/bin/socat {cli} && exec {cli} -t 5 - UNIX-CONNECT:{sock}",
+        cli = cli.display(),
+        sock = d.socket.display()
+    );
+    let mut child = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("unshare runs");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let reply = text
+        .lines()
+        .nth(1)
+        .unwrap_or_else(|| panic!("no reply: {text} {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(reply.contains("own mount namespace"), "{reply}");
+    assert!(!reply.contains("access_token"), "{reply}");
+    // The real CLI, on the host, is still the CLI.
+    d.cli_ok(&["token", "robot"], None);
+}
+
+#[test]
+fn the_cli_over_dbus_is_an_app_like_any_other() {
+    let (_fake, _ss, d) = setup();
+    let out = d.cli(&["--dbus", "token", "robot"], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("tokenbroker allow robot --app"), "{err}");
+    let cli = bin("tokenbroker");
+    d.cli_ok(&["allow", "robot", "--app", cli.to_str().unwrap()], None);
+    d.cli_ok(&["--dbus", "token", "robot"], None);
+}
