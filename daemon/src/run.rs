@@ -289,7 +289,7 @@ async fn serve(s: Serve) -> anyhow::Result<()> {
     let server = tokio::spawn(crate::ipc::socket::serve(
         listener,
         broker.clone(),
-        crate::ipc::socket::SocketOptions::default(),
+        crate::ipc::socket::SocketOptions::from_limits(&broker.config().limits),
     ));
     let lost = async {
         match name_lost {

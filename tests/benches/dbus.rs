@@ -51,7 +51,7 @@ fn measure(mut call: impl FnMut()) -> (Duration, Duration, Duration) {
 fn main() {
     let server = AuthServer::start(AuthServerOptions::default()).expect("authorization server");
     let ss = SecretService::start().expect("secret service");
-    let d = Daemon::start(&ss, None).expect("tokenbrokerd");
+    let d = Daemon::start(&ss, Some(tokenbroker_e2e::daemon::BENCH_CONFIG)).expect("tokenbrokerd");
     d.add_dot_provider(&server, &["read"]);
     d.add_dot_account("me", ALICE_USERNAME);
     d.login("me", ALICE_PASSWORD);

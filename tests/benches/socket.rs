@@ -31,8 +31,8 @@ const WARMUP: usize = 2_000;
 /// Sequential samples are taken in alternating chunks (echo, daemon, echo, ...) so that drift
 /// in the machine's state hits both sides alike.
 const CHUNK: usize = 1_000;
-/// The daemon refuses connections over 128; the bench holds at most clients + 1.
-const DAEMON_MAX_CONNECTIONS: usize = 128;
+/// One app may hold at most 200 connections (BENCH_CONFIG); the bench holds clients + 1.
+const DAEMON_MAX_CONNECTIONS: usize = 200;
 /// Bound on the echo server's accept loop.
 const ECHO_MAX_CONNECTIONS: usize = 1_024;
 const IDLE_SETTLE: Duration = Duration::from_secs(2);
@@ -563,7 +563,7 @@ fn run() -> anyhow::Result<()> {
         access_token_lifetime: Some(3600),
     })?;
     let ss = SecretService::start()?;
-    let daemon = Daemon::start(&ss, None)?;
+    let daemon = Daemon::start(&ss, Some(tokenbroker_e2e::daemon::BENCH_CONFIG))?;
     let mut control = daemon.client();
     let pid = control.status()?.pid;
     let mem_started = mem(pid)?;

@@ -12,6 +12,10 @@ use tokenbroker_client::Client;
 use crate::peers::{AuthServer, Peer, SecretService, PASSWORD_CLIENT_ID, PASSWORD_CLIENT_SECRET};
 
 /// A binary built by this workspace, next to the test executable's `deps/` folder.
+/// A config for benchmarks: the bench is one app that asks as fast as it can, with up to 200
+/// connections, so the per-app limits are lifted.
+pub const BENCH_CONFIG: &str = "version = 1\n\n[limits]\napp_requests_per_second = 10000000\napp_request_burst = 10000000\napp_connections = 200\napp_subscriptions = 4\n";
+
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let dir = exe

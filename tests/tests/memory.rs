@@ -1,5 +1,8 @@
-//! The password is gone from the daemon's memory after sign-in: read the running daemon's
-//! memory (as root, through /proc/PID/mem) and search it.
+//! No secret outlives its request in the daemon's memory: read the running daemon's memory (as
+//! root, through /proc/PID/mem) and search it for the password, the client secret and every
+//! refresh token the server issued, in the forms they travelled in, after sign-in, after
+//! rotations and after sign-out. Freed buffers of the HTTP and D-Bus stacks count: the daemon's
+//! allocator wipes what it frees.
 
 use std::io::{Read, Seek, SeekFrom};
 
@@ -79,4 +82,75 @@ fn the_password_is_wiped_after_sign_in() {
             "the password ({what}) is still in the daemon's memory"
         );
     }
+}
+
+/// The forms a secret travels in: as it is, form-encoded, JSON-escaped.
+fn forms(secret: &str) -> Vec<String> {
+    let form: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    let json = serde_json::to_string(secret).unwrap();
+    vec![secret.to_owned(), form, json.trim_matches('"').to_owned()]
+}
+
+fn assert_gone(memory: &[u8], phase: &str, secrets: &[(&str, String)]) {
+    for (what, secret) in secrets {
+        for form in forms(secret) {
+            assert!(
+                !contains(memory, form.as_bytes()),
+                "{phase}: the {what} ({form:?}) is in the daemon's memory"
+            );
+        }
+    }
+}
+
+#[test]
+fn no_refresh_token_client_secret_or_password_is_left_after_a_request() {
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "reading another process's memory needs root"
+    );
+    // Short-lived tokens: a used token is refreshed, with rotation, about every 6 s.
+    let server = AuthServer::start(AuthServerOptions {
+        access_token_lifetime: Some(8),
+    })
+    .unwrap();
+    let ss = SecretService::start().unwrap();
+    let d = Daemon::start(&ss, None).unwrap();
+    d.add_dot_provider(&server, &["read"]);
+    d.add_dot_account("bob", BOB_USERNAME);
+    d.login("bob", BOB_PASSWORD);
+    let pid = d.client().status().unwrap().pid;
+    let scan = |phase: &str, access: Option<&str>| {
+        let memory = read_memory(pid);
+        if let Some(t) = access {
+            assert!(
+                contains(&memory, t.as_bytes()),
+                "{phase}: the scan cannot find the cached access token"
+            );
+        }
+        let mut secrets = vec![
+            ("password", BOB_PASSWORD.to_owned()),
+            ("client secret", PASSWORD_CLIENT_SECRET.to_owned()),
+        ];
+        let rts = server.refresh_tokens().unwrap();
+        assert!(!rts.is_empty());
+        secrets.extend(rts.into_iter().map(|t| ("refresh token", t)));
+        assert_gone(&memory, phase, &secrets);
+    };
+    let t = d.cli_ok(&["token", "bob"], None).trim().to_owned();
+    scan("after sign-in", Some(&t));
+    let first_rt = ss.lookup("tokenbroker", "refresh_token:bob").unwrap();
+    for _ in 0..3 {
+        std::thread::sleep(std::time::Duration::from_secs(7));
+        d.cli_ok(&["token", "bob"], None);
+    }
+    let t = d.cli_ok(&["token", "bob"], None).trim().to_owned();
+    assert_ne!(
+        ss.lookup("tokenbroker", "refresh_token:bob").unwrap(),
+        first_rt,
+        "the refresh token was rotated"
+    );
+    scan("after rotations", Some(&t));
+    d.cli_ok(&["logout", "bob"], None);
+    scan("after sign-out", None);
 }

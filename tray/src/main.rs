@@ -1,6 +1,11 @@
 //! tokenbroker-tray: the thin GTK glue around the tray's library. See docs/TRAY.md.
 
 use std::path::PathBuf;
+
+/// A password passes through the tray: every freed allocation is wiped first.
+#[global_allocator]
+static ALLOC: zeroizing_alloc::ZeroAlloc<std::alloc::System> =
+    zeroizing_alloc::ZeroAlloc(std::alloc::System);
 use std::process::ExitCode;
 
 use clap::Parser;

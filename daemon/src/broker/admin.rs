@@ -42,7 +42,7 @@ impl Broker {
         let config = self.config();
         let mut out = Vec::with_capacity(config.providers.len());
         for (name, p) in &config.providers {
-            // Looks in the secret store once per provider, then remembers.
+            // Looks in the secret store: whether there is one, never what it is.
             let has_client_secret = matches!(
                 self.inner.providers.client_secret(name, p).await,
                 Ok(Some(_))
@@ -94,7 +94,6 @@ impl Broker {
                 .await
                 .map_err(|e| messages::store(&e))?;
         }
-        let _ = fresh.secret.set(params.client_secret.clone());
         let committed = self
             .edit(Edit::Provider(name.clone(), Box::new(pc.clone())))
             .await;
@@ -137,12 +136,6 @@ impl Broker {
             .set(&secret_key(&p.provider), &p.client_secret)
             .await
             .map_err(|e| messages::store(&e))?;
-        let fresh = ProviderState::default();
-        let _ = fresh.secret.set(Some(p.client_secret.clone()));
-        if let Some(ep) = self.inner.providers.known_endpoints(&p.provider) {
-            let _ = fresh.endpoints.set(ep);
-        }
-        self.inner.providers.insert(&p.provider, fresh);
         tracing::info!(target: "tokenbroker::audit", uid = caller.uid, provider = %p.provider, "client secret set");
         Ok(Done {})
     }

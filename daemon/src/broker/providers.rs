@@ -22,7 +22,6 @@ use crate::store::{SecretKey, Store};
 #[derive(Default)]
 pub struct ProviderState {
     pub endpoints: tokio::sync::OnceCell<Endpoints>,
-    pub secret: tokio::sync::OnceCell<Option<SecretText>>,
 }
 
 pub struct Providers {
@@ -89,13 +88,6 @@ impl Providers {
         lock(&self.states).insert(name.to_owned(), Arc::new(state));
     }
 
-    /// The endpoints already known of a provider, without asking anything.
-    pub fn known_endpoints(&self, name: &str) -> Option<Endpoints> {
-        lock(&self.states)
-            .get(name)
-            .and_then(|s| s.endpoints.get().cloned())
-    }
-
     /// Discover a provider's endpoints now (for a provider being added).
     pub async fn discover(&self, name: &str, p: &ProviderConfig) -> Result<Endpoints, BrokerError> {
         let what = p
@@ -120,7 +112,7 @@ impl Providers {
             .cloned()
     }
 
-    /// The provider's client secret, if it uses one (looked up once, then remembered).
+    /// The provider's client secret, if it uses one, from the secret store.
     pub async fn client_secret(
         &self,
         name: &str,
@@ -132,11 +124,9 @@ impl Providers {
         let key = SecretKey::ClientSecret {
             provider: name.to_owned(),
         };
-        self.state(name)
-            .secret
-            .get_or_try_init(|| async { self.store.get(&key).await })
+        self.store
+            .get(&key)
             .await
-            .cloned()
             .map_err(|e| BrokerError::new(ErrorKind::Store, e.to_string()))
     }
 

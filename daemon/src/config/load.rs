@@ -273,10 +273,15 @@ fn parse_part(path: &Path, text: &str) -> Result<Config> {
         ));
     }
     let l = &config.limits;
-    if l.app_requests_per_second == 0 || l.app_request_burst == 0 {
+    if l.app_requests_per_second == 0
+        || l.app_request_burst == 0
+        || l.app_connections == 0
+        || l.app_connections > 200
+        || l.app_subscriptions > l.app_connections
+    {
         return Err(at(
             locate.line(&["limits"]),
-            "limits: app_requests_per_second and app_request_burst must be at least 1".into(),
+            "limits: app_requests_per_second and app_request_burst must be at least 1, app_connections 1 to 200, app_subscriptions at most app_connections".into(),
         ));
     }
     if config.system.admin_group.is_empty() || config.system.admin_group.len() > 64 {

@@ -202,13 +202,16 @@ impl AuditSettings {
     }
 }
 
-/// How much one app may ask: requests per second, with a burst, for every caller that is not
-/// one of the user's own tools (which are not limited).
+/// How much one app may ask and hold, for every caller that is not one of the user's own tools
+/// (which are not limited): requests per second with a burst, socket connections, subscribed
+/// connections. The connection limits are read at start.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitSettings {
     pub app_requests_per_second: u32,
     pub app_request_burst: u32,
+    pub app_connections: u32,
+    pub app_subscriptions: u32,
 }
 
 impl Default for LimitSettings {
@@ -216,6 +219,8 @@ impl Default for LimitSettings {
         Self {
             app_requests_per_second: 20,
             app_request_burst: 100,
+            app_connections: 16,
+            app_subscriptions: 4,
         }
     }
 }

@@ -73,6 +73,9 @@ impl Http {
             .connect_timeout(options.connect_timeout)
             .timeout(options.timeout)
             .redirect(reqwest::redirect::Policy::none())
+            // No idle connection is kept: its buffers would hold the last reply (a refresh
+            // token) for as long as it idles. Token requests are rare; a handshake each is cheap.
+            .pool_max_idle_per_host(0)
             .user_agent(concat!("tokenbroker/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(Error::HttpClient)?;

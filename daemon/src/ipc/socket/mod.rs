@@ -68,6 +68,17 @@ impl Default for SocketOptions {
     }
 }
 
+impl SocketOptions {
+    /// The defaults, with the per-app limits of the config.
+    pub fn from_limits(l: &crate::config::LimitSettings) -> Self {
+        Self {
+            per_app: l.app_connections as usize,
+            subscriptions_per_app: l.app_subscriptions as usize,
+            ..Self::default()
+        }
+    }
+}
+
 /// Bind the socket (0600). Its folder is created 0700 when missing; with `own_folder` (the
 /// default `$XDG_RUNTIME_DIR/tokenbroker`) an existing folder must be ours and is made 0700,
 /// otherwise (a folder named by `--socket`) it is left as it is. A live daemon on the same path
