@@ -46,3 +46,14 @@ else
 fi
 
 bash "$here/tests/authserver/setup.sh"
+
+# The fuzz targets' short run (scripts/fuzz.sh, from test.sh) where the machine has a nightly
+# toolchain; the stable build and the tests do not need it.
+if cargo +nightly --version >/dev/null 2>&1; then
+    if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+        echo "install-test-deps: installing cargo-fuzz for the nightly toolchain"
+        cargo +nightly install cargo-fuzz --locked
+    fi
+else
+    echo "install-test-deps: no nightly toolchain: the fuzz targets will not run"
+fi

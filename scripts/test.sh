@@ -19,4 +19,11 @@ status=${PIPESTATUS[0]}
 set -e
 awk '/^test result:/ { p += $4; f += $6; s += $8 }
      END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+# Every fuzz target for a few seconds, where nightly and cargo-fuzz are there (the long run is
+# recorded in docs/SECURITY.md; the seed corpora also ran above, on stable).
+if cargo +nightly fuzz --version >/dev/null 2>&1; then
+    bash scripts/fuzz.sh "${TOKENBROKER_FUZZ_SECONDS:-5}" || status=1
+else
+    echo "test: no nightly cargo-fuzz here: the fuzz targets did not run"
+fi
 exit "$status"

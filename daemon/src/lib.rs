@@ -7,6 +7,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod files;
+pub mod fuzz;
 pub mod harden;
 pub mod ipc;
 pub mod names;

@@ -561,6 +561,7 @@ fn run() -> anyhow::Result<()> {
     // Declaration order is the reverse of drop order: the daemon stops before its peers.
     let server = AuthServer::start(AuthServerOptions {
         access_token_lifetime: Some(3600),
+        ..Default::default()
     })?;
     let ss = SecretService::start()?;
     let daemon = Daemon::start(&ss, Some(tokenbroker_e2e::daemon::BENCH_CONFIG))?;

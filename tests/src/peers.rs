@@ -265,6 +265,9 @@ fn http_client() -> anyhow::Result<reqwest::blocking::Client> {
 pub struct AuthServerOptions {
     /// Access token lifetime in seconds (server default 3600).
     pub access_token_lifetime: Option<u64>,
+    /// How long a rotated refresh token still works (DOT's REFRESH_TOKEN_GRACE_PERIOD_SECONDS;
+    /// default 0).
+    pub refresh_grace_secs: Option<u64>,
 }
 
 /// The test authorization server: django-oauth-toolkit on 127.0.0.1 with a fresh
@@ -298,6 +301,10 @@ impl AuthServer {
             cmd.args(["--access-token-lifetime", &secs.to_string()]);
         }
         cmd.current_dir(&here).env_remove("DJANGO_SETTINGS_MODULE");
+        cmd.env(
+            "TB_AUTH_REFRESH_GRACE",
+            options.refresh_grace_secs.unwrap_or(0).to_string(),
+        );
         let mut peer = Peer::spawn("authserver", dir.path(), &mut cmd, None)?;
         let port = peer.wait_for("READY line on stdout", START_TIMEOUT, |p| {
             let out = fs::read_to_string(&p.stdout)?;

@@ -19,6 +19,7 @@ struct Setup {
 fn setup(lifetime: u64) -> Setup {
     let server = AuthServer::start(AuthServerOptions {
         access_token_lifetime: Some(lifetime),
+        ..Default::default()
     })
     .expect("start the authorization server");
     let ss = SecretService::start().expect("start the Secret Service");

@@ -74,6 +74,7 @@ impl Drop for Monitor {
 fn signed_in(lifetime: u64) -> (AuthServer, SecretService, Daemon) {
     let server = AuthServer::start(AuthServerOptions {
         access_token_lifetime: Some(lifetime),
+        ..Default::default()
     })
     .unwrap();
     let ss = SecretService::start().unwrap();

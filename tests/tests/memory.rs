@@ -112,6 +112,7 @@ fn no_refresh_token_client_secret_or_password_is_left_after_a_request() {
     // Short-lived tokens: a used token is refreshed, with rotation, about every 6 s.
     let server = AuthServer::start(AuthServerOptions {
         access_token_lifetime: Some(8),
+        ..Default::default()
     })
     .unwrap();
     let ss = SecretService::start().unwrap();

@@ -24,6 +24,7 @@ fn token_request(server: &AuthServer, auth: Option<String>, form: &[(&str, &str)
 fn authserver_password_grant_and_introspection() {
     let mut server = AuthServer::start(AuthServerOptions {
         access_token_lifetime: Some(120),
+        ..Default::default()
     })
     .expect("start authserver");
     assert!(server.issuer().ends_with("/o"));

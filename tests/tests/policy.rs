@@ -16,6 +16,7 @@ const CONFIG: &str = "version = 1\n\n[policy]\nconsent_timeout_secs = 3\n";
 fn setup() -> (AuthServer, SecretService, Daemon) {
     let server = AuthServer::start(AuthServerOptions {
         access_token_lifetime: Some(300),
+        ..Default::default()
     })
     .unwrap();
     let ss = SecretService::start().unwrap();

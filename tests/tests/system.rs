@@ -16,6 +16,7 @@ const CONFIG: &str = "version = 1\n\n[policy]\nconsent_timeout_secs = 3\n";
 fn setup() -> (AuthServer, User, User) {
     let server = AuthServer::start(AuthServerOptions {
         access_token_lifetime: Some(300),
+        ..Default::default()
     })
     .unwrap();
     (server, local_user("tbtest2"), local_user("tbtest3"))

@@ -211,6 +211,22 @@ impl<R: Read, W: Write> Conn<R, W> {
     }
 }
 
+/// The fuzz target's entry (fuzz/): a pinentry's lines, however malformed, as the tray reads
+/// them: the greeting, then the replies of a command that returns data. Never a panic.
+#[doc(hidden)]
+pub fn fuzz(data: &[u8]) {
+    let mut out = Vec::new();
+    if let Ok(mut conn) = Conn::open(data, &mut out) {
+        for _ in 0..4 {
+            if conn.transact_data("GETPIN").is_err() {
+                break;
+            }
+        }
+    }
+    let mut decoded = Vec::new();
+    let _ = unescape_into(data, &mut decoded);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,6 +31,11 @@ impl ConfigEditor {
                 })
             }
         };
+        Self::from_text(path, &text)
+    }
+
+    /// An editor of `text`, as if read from `path`.
+    pub fn from_text(path: &Path, text: &str) -> Result<Self> {
         let doc =
             text.parse::<toml_edit::DocumentMut>()
                 .map_err(|source| Error::ConfigUnparsable {
@@ -41,6 +46,11 @@ impl ConfigEditor {
             path: path.to_owned(),
             doc,
         })
+    }
+
+    /// The edited text.
+    pub fn text(&self) -> String {
+        self.doc.to_string()
     }
 
     fn section(&mut self, key: &str) -> &mut toml_edit::Table {

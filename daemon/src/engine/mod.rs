@@ -302,7 +302,15 @@ impl Engine {
                     Ok(resp) => {
                         if let Some(new_rt) = &resp.refresh_token {
                             if !new_rt.ct_eq(&rt) {
+                                let arrived = std::time::Instant::now();
                                 self.store_rotated(account, slot, new_rt).await?;
+                                // The window in which a crash loses the session: the server
+                                // has spent the old token, the new one is not yet durable.
+                                tracing::info!(
+                                    account = %name,
+                                    durable_after_us = arrived.elapsed().as_micros() as u64,
+                                    "refresh token rotated"
+                                );
                             }
                         }
                         if scopes.is_none() {
@@ -350,7 +358,6 @@ impl Engine {
             .set(&rt_key(&account.name), new_rt)
             .await
             .map_err(|e| messages::store_failed("cannot store the rotated refresh token", &e))?;
-        tracing::info!(account = %account.name, "refresh token rotated");
         // Servers that rotate may revoke the access tokens issued with the old refresh token
         // (DOT does): drop them from the cache.
         slot.lock().tokens.clear();

@@ -54,6 +54,47 @@ pub fn check_endpoint_url(
     }
 }
 
+/// The endpoints a metadata document at `url` names, checked against what was asked: the
+/// issuer must be the configured one (RFC 8414 §3.3; a trailing slash is ignored), and every
+/// endpoint must pass the transport rule.
+pub fn endpoints_from(what: &Discovery, url: &Url, body: &[u8]) -> Result<Endpoints> {
+    let raw_issuer = &what.issuer;
+    let check_url =
+        |name: &str, raw: &str| check_endpoint_url(name, raw, what.allow_insecure_loopback);
+    let meta: Metadata =
+        serde_json::from_slice(body).map_err(|source| Error::DiscoveryInvalid {
+            url: url.to_string(),
+            source,
+        })?;
+    let same = meta.issuer.trim_end_matches('/') == raw_issuer.trim_end_matches('/');
+    if !same {
+        return Err(Error::DiscoveryIssuer {
+            url: url.to_string(),
+            found: super::scrub::text(&meta.issuer.chars().take(200).collect::<String>(), &[]),
+            configured: raw_issuer.clone(),
+        });
+    }
+    let token = meta.token_endpoint.ok_or_else(|| Error::DiscoveryNoToken {
+        url: url.to_string(),
+    })?;
+    let discovered = |m: String| Error::Endpoint {
+        problem: format!("discovered {m}"),
+    };
+    let check = |name: &str, raw: &Option<String>| {
+        raw.as_deref()
+            .map(|r| check_url(name, r))
+            .transpose()
+            .map_err(discovered)
+    };
+    Ok(Endpoints {
+        token: check_url("token_endpoint", &token).map_err(discovered)?,
+        revocation: check("revocation_endpoint", &meta.revocation_endpoint)?
+            .or(check("revocation_endpoint", &what.revocation)?),
+        introspection: check("introspection_endpoint", &meta.introspection_endpoint)?
+            .or(check("introspection_endpoint", &what.introspection)?),
+    })
+}
+
 /// The metadata URLs to try for `issuer`, in order:
 /// 1. RFC 8414 §3: `/.well-known/oauth-authorization-server` inserted before the issuer's path;
 /// 2. OpenID Connect Discovery: `/.well-known/openid-configuration` appended to the issuer;
@@ -125,38 +166,7 @@ pub async fn discover(http: &Http, what: &Discovery) -> Result<Endpoints> {
                 status: reply.status,
             });
         }
-        let meta: Metadata =
-            serde_json::from_slice(&reply.body).map_err(|source| Error::DiscoveryInvalid {
-                url: url.to_string(),
-                source,
-            })?;
-        let same = meta.issuer.trim_end_matches('/') == raw_issuer.trim_end_matches('/');
-        if !same {
-            return Err(Error::DiscoveryIssuer {
-                url: url.to_string(),
-                found: super::scrub::text(&meta.issuer.chars().take(200).collect::<String>(), &[]),
-                configured: raw_issuer.clone(),
-            });
-        }
-        let token = meta.token_endpoint.ok_or_else(|| Error::DiscoveryNoToken {
-            url: url.to_string(),
-        })?;
-        let discovered = |m: String| Error::Endpoint {
-            problem: format!("discovered {m}"),
-        };
-        let check = |name: &str, raw: &Option<String>| {
-            raw.as_deref()
-                .map(|r| check_url(name, r))
-                .transpose()
-                .map_err(discovered)
-        };
-        return Ok(Endpoints {
-            token: check_url("token_endpoint", &token).map_err(discovered)?,
-            revocation: check("revocation_endpoint", &meta.revocation_endpoint)?
-                .or(check("revocation_endpoint", &what.revocation)?),
-            introspection: check("introspection_endpoint", &meta.introspection_endpoint)?
-                .or(check("introspection_endpoint", &what.introspection)?),
-        });
+        return endpoints_from(what, &url, &reply.body);
     }
     Err(Error::DiscoveryNone {
         issuer: raw_issuer.clone(),

@@ -1,6 +1,7 @@
 """Django settings of the test authorization server.
 
-serve.py sets TB_AUTH_DATA_DIR, TB_AUTH_ACCESS_TOKEN_LIFETIME and TB_AUTH_OIDC_KEY
+serve.py sets TB_AUTH_DATA_DIR, TB_AUTH_ACCESS_TOKEN_LIFETIME and TB_AUTH_OIDC_KEY (and the test
+harness TB_AUTH_REFRESH_GRACE)
 in the environment before Django reads this module.
 """
 
@@ -51,7 +52,7 @@ _oidc_key = os.environ.get("TB_AUTH_OIDC_KEY", "")
 OAUTH2_PROVIDER = {
     "ACCESS_TOKEN_EXPIRE_SECONDS": int(os.environ.get("TB_AUTH_ACCESS_TOKEN_LIFETIME", "3600")),
     "ROTATE_REFRESH_TOKEN": True,
-    "REFRESH_TOKEN_GRACE_PERIOD_SECONDS": 0,
+    "REFRESH_TOKEN_GRACE_PERIOD_SECONDS": int(os.environ.get("TB_AUTH_REFRESH_GRACE", "0")),
     "SCOPES": {
         "read": "Read",
         "write": "Write",

@@ -25,10 +25,8 @@ pub trait Source {
 }
 
 /// Any byte stream, with no word on its senders (the unit tests read from slices).
-#[cfg(any(test, not(target_os = "linux")))]
 pub struct Plain<R>(pub R);
 
-#[cfg(any(test, not(target_os = "linux")))]
 impl<R: tokio::io::AsyncRead + Unpin + Send> Source for Plain<R> {
     async fn read_chunk(&mut self, buf: &mut [u8]) -> io::Result<(usize, Option<i32>)> {
         use tokio::io::AsyncReadExt;

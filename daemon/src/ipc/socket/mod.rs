@@ -23,9 +23,9 @@ use tokio::net::{UnixListener, UnixStream};
 use zeroize::Zeroize;
 
 mod admission;
-mod framing;
+pub mod framing;
 mod peer;
-mod rpc;
+pub mod rpc;
 
 use crate::broker::Broker;
 use crate::error::{Error, Result, SocketProblem};

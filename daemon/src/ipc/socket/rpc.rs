@@ -67,7 +67,9 @@ fn result_line<R: Serialize>(id: serde_json::Value, result: R) -> Vec<u8> {
     }
 }
 
-fn params<P: DeserializeOwned>(raw: Option<&serde_json::value::RawValue>) -> Result<P, RpcError> {
+pub fn params<P: DeserializeOwned>(
+    raw: Option<&serde_json::value::RawValue>,
+) -> Result<P, RpcError> {
     let text = raw.map(|r| r.get()).unwrap_or("{}");
     if !text.trim_start().starts_with('{') {
         return Err(rpc_error(
@@ -107,49 +109,49 @@ impl Session {
     }
 }
 
-/// Handle one request line. Returns the reply line and whether to keep the connection open.
-pub async fn handle(line: &[u8], broker: &Broker, session: &mut Session) -> (Vec<u8>, bool) {
-    let req: RawRequest = match serde_json::from_slice(line) {
-        Ok(r) => r,
-        Err(e) => {
-            let code = if e.is_data() {
-                codes::INVALID_REQUEST
-            } else {
-                codes::PARSE_ERROR
-            };
-            return (
-                error_line(
-                    serde_json::Value::Null,
-                    rpc_error(code, format!("malformed request: {e}")),
-                ),
-                false,
-            );
-        }
-    };
+/// A request line's envelope, checked: JSON-RPC 2.0 with a number or string id. Err: the id to
+/// answer with (null when there is none) and the error; the connection is closed after it.
+pub fn envelope(
+    line: &[u8],
+) -> Result<(serde_json::Value, RawRequest<'_>), (serde_json::Value, RpcError)> {
+    let req: RawRequest = serde_json::from_slice(line).map_err(|e| {
+        let code = if e.is_data() {
+            codes::INVALID_REQUEST
+        } else {
+            codes::PARSE_ERROR
+        };
+        (
+            serde_json::Value::Null,
+            rpc_error(code, format!("malformed request: {e}")),
+        )
+    })?;
     let id = match &req.id {
         Some(id @ (serde_json::Value::Number(_) | serde_json::Value::String(_))) => id.clone(),
         _ => {
-            return (
-                error_line(
-                    serde_json::Value::Null,
-                    rpc_error(
-                        codes::INVALID_REQUEST,
-                        "a request needs a number or string id",
-                    ),
+            return Err((
+                serde_json::Value::Null,
+                rpc_error(
+                    codes::INVALID_REQUEST,
+                    "a request needs a number or string id",
                 ),
-                false,
-            )
+            ))
         }
     };
     if req.jsonrpc != "2.0" {
-        return (
-            error_line(
-                id,
-                rpc_error(codes::INVALID_REQUEST, "jsonrpc must be \"2.0\""),
-            ),
-            false,
-        );
+        return Err((
+            id,
+            rpc_error(codes::INVALID_REQUEST, "jsonrpc must be \"2.0\""),
+        ));
     }
+    Ok((id, req))
+}
+
+/// Handle one request line. Returns the reply line and whether to keep the connection open.
+pub async fn handle(line: &[u8], broker: &Broker, session: &mut Session) -> (Vec<u8>, bool) {
+    let (id, req) = match envelope(line) {
+        Ok(r) => r,
+        Err((id, e)) => return (error_line(id, e), false),
+    };
     if !session.greeted && req.method != methods::HELLO {
         return (
             error_line(

@@ -164,7 +164,7 @@ impl Sealed {
     }
 
     /// A file's bytes as a secret. `what` names the secret, `path` the file.
-    fn unseal(&self, path: &Path, key: &SecretKey, file: &[u8]) -> Result<SecretText> {
+    pub(crate) fn unseal(&self, path: &Path, key: &SecretKey, file: &[u8]) -> Result<SecretText> {
         let fail = |problem| Error::SealedFile {
             secret: describe(key),
             path: path.to_owned(),
@@ -229,7 +229,7 @@ impl Sealed {
     }
 
     /// `value` sealed for `key`: the whole file's bytes, in memory that is wiped on drop.
-    fn seal(&self, key: &SecretKey, value: &SecretText) -> Result<Zeroizing<Vec<u8>>> {
+    pub(crate) fn seal(&self, key: &SecretKey, value: &SecretText) -> Result<Zeroizing<Vec<u8>>> {
         let plain = value.expose().as_bytes();
         if plain.len() > MAX_SECRET {
             return Err(Error::SealedTooLarge {
