@@ -140,3 +140,81 @@ fn the_cli_over_dbus_is_an_app_like_any_other() {
     d.cli_ok(&["allow", "robot", "--app", cli.to_str().unwrap()], None);
     d.cli_ok(&["--dbus", "token", "robot"], None);
 }
+
+/// A D-Bus client in python, speaking the wire protocol itself: it authenticates, says Hello
+/// and asks for a token as an allowed app (python), prints that reply, then executes socat,
+/// which sends a second, already marshalled, `GetToken` down the same bus connection and prints
+/// what comes back. The bus here gives no `ProcessFD`, so the daemon re-reads the executable by
+/// pid at every call.
+const DBUS_EXEC: &str = r#"
+import os, socket, struct, sys, time
+def pad(b, n): return b + b"\0" * (-len(b) % n)
+def s(v):
+    e = v.encode(); return struct.pack("<I", len(e)) + e + b"\0"
+def msg(serial, member, dest, path, iface, sig, body):
+    fields = b""
+    for code, t, v in [(1, "o", path), (2, "s", iface), (3, "s", member), (6, "s", dest)] + ([(8, "g", sig)] if sig else []):
+        fields = pad(fields, 8)
+        val = bytes([len(v)]) + v.encode() + b"\0" if t == "g" else s(v)
+        fields += bytes([code, 1]) + t.encode() + b"\0" + val
+    head = b"l" + bytes([1, 0, 1]) + struct.pack("<III", len(body), serial, len(fields)) + fields
+    return pad(head, 8) + body
+def get_token(serial):
+    body = pad(s("robot"), 4) + struct.pack("<I", 0) + struct.pack("<I", 0)
+    return msg(serial, "GetToken", "io.tokenbroker.Broker1", "/io/tokenbroker/Broker1", "io.tokenbroker.Broker1", "sasu", body)
+addr = os.environ["DBUS_SESSION_BUS_ADDRESS"]
+path = addr.split("path=", 1)[1].split(",", 1)[0]
+c = socket.socket(socket.AF_UNIX); c.connect(path)
+c.sendall(b"\0AUTH EXTERNAL " + str(os.getuid()).encode().hex().encode() + b"\r\n")
+assert c.recv(4096).startswith(b"OK"), "auth"
+c.sendall(b"BEGIN\r\n")
+c.sendall(msg(1, "Hello", "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "", b""))
+c.sendall(get_token(2))
+got = b""; end = time.time() + 5
+c.settimeout(0.2)
+while time.time() < end and b"Bearer" not in got and b"Error" not in got:
+    try: got += c.recv(65536)
+    except socket.timeout: pass
+print("FIRST", got, flush=True)
+fd = os.dup(c.fileno()); os.set_inheritable(fd, True)
+r, w = os.pipe()
+os.write(w, get_token(3)); os.close(w)
+os.dup2(r, 0)
+os.execv("/usr/bin/socat", ["socat", "-t", "3", "-", "FD:%d" % fd])
+"#;
+
+#[test]
+fn a_dbus_connection_whose_process_executed_another_program_is_refused() {
+    let (_fake, _ss, d) = setup();
+    // The interpreter `python3` runs, as the kernel will name it.
+    let python = Command::new("python3")
+        .args([
+            "-c",
+            "import os, sys; print(os.path.realpath(sys.executable))",
+        ])
+        .output()
+        .expect("python3 runs");
+    let python = String::from_utf8_lossy(&python.stdout).trim().to_owned();
+    d.cli_ok(&["allow", "robot", "--app", &python], None);
+    let out = Command::new("python3")
+        .args(["-c", DBUS_EXEC])
+        .envs(d.env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3 runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (first, second) = text
+        .split_once('\n')
+        .unwrap_or_else(|| panic!("{text} {}", String::from_utf8_lossy(&out.stderr)));
+    // The allowed app got its token: the attack has one to steal.
+    assert!(first.contains("Bearer"), "{first}");
+    let token = d.cli_ok(&["token", "robot"], None);
+    let token = token.trim();
+    assert!(
+        first.contains(token),
+        "python's token is the cached one: {first}"
+    );
+    // socat, on python's connection, gets none.
+    assert!(second.contains("now runs /usr/bin/socat"), "{second}");
+    assert!(!second.contains(token), "{second}");
+}

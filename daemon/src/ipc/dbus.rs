@@ -73,11 +73,18 @@ impl DbusService {
             }
         };
         // The connection's process, checked again at every call: one that executed another
-        // program since its first call is not the caller it was.
+        // program since its first call is not the caller it was. Through the pidfd where the
+        // bus gave one, else by the pid (dbus-daemon 1.14 gives no ProcessFD).
         #[cfg(target_os = "linux")]
-        if let Some(fd) = &known.pidfd {
-            use std::os::fd::AsFd;
-            crate::policy::caller::recheck(&known.caller, fd.as_fd()).map_err(DbusError::Denied)?;
+        match &known.pidfd {
+            Some(fd) => {
+                use std::os::fd::AsFd;
+                crate::policy::caller::recheck(&known.caller, fd.as_fd())
+                    .map_err(DbusError::Denied)?
+            }
+            None => {
+                crate::policy::caller::recheck_by_pid(&known.caller).map_err(DbusError::Denied)?
+            }
         }
         let caller = known.caller;
         self.broker.admit(&caller)?;

@@ -158,16 +158,56 @@ pub fn exe_of_pidfd(fd: std::os::fd::BorrowedFd<'_>) -> Option<(i32, PathBuf)> {
 
 /// Whether the process behind `fd` is still `first` as it was identified: alive, and running
 /// the same executable. Err says what changed.
+///
+/// A caller identified by uid alone (its executable was unreadable when it connected: another
+/// user's process, as every caller of the system daemon is, docs/SYSTEM.md) is only required to
+/// be alive. The pid is the one the pidfd gave at connect time; the pidfd's liveness is checked
+/// after the executable is read, so a pid reused meanwhile is never read for the caller.
 #[cfg(target_os = "linux")]
 pub fn recheck(first: &Caller, fd: std::os::fd::BorrowedFd<'_>) -> Result<(), String> {
-    match exe_of_pidfd(fd) {
-        Some((_, exe)) if Some(&exe) == first.exe.as_ref() => Ok(()),
-        Some((pid, exe)) => Err(format!(
+    const GONE: &str = "the process that opened this connection is gone";
+    let (Some(pid), Some(known)) = (first.pid, first.exe.as_ref()) else {
+        return if pidfd_alive(fd) {
+            Ok(())
+        } else {
+            Err(GONE.into())
+        };
+    };
+    let now = exe_of(pid);
+    if !pidfd_alive(fd) {
+        return Err(GONE.into());
+    }
+    match now {
+        Some(exe) if exe == *known => Ok(()),
+        Some(exe) => Err(format!(
             "the process behind this connection (pid {pid}) now runs {}, not {}: it must connect again",
             exe.display(),
             first.exe_display()
         )),
-        None => Err("the process that opened this connection is gone or hidden".into()),
+        None => Err(format!(
+            "the executable of the process behind this connection (pid {pid}) can no longer be read: it must connect again"
+        )),
+    }
+}
+
+/// [`recheck`] for a transport that has no pidfd (a bus without `ProcessFD`, a kernel before
+/// 6.5): the executable is read again by the pid the kernel gave at connect time. A pid reused
+/// since is another process, which this check can only refuse (another executable) or take for
+/// the same program, never for a better one; a caller known by uid alone passes.
+pub fn recheck_by_pid(first: &Caller) -> Result<(), String> {
+    let (Some(pid), Some(known)) = (first.pid, first.exe.as_ref()) else {
+        return Ok(());
+    };
+    match exe_of(pid) {
+        Some(exe) if exe == *known => Ok(()),
+        Some(exe) => Err(format!(
+            "the process behind this connection (pid {pid}) now runs {}, not {}: it must connect again",
+            exe.display(),
+            first.exe_display()
+        )),
+        None => Err(format!(
+            "the process that opened this connection (pid {pid}) is gone: it must connect again"
+        )),
     }
 }
 
@@ -212,5 +252,63 @@ mod tests {
             exe_of_pidfd(fd.as_fd()).is_none(),
             "a reaped process has no identity"
         );
+    }
+
+    fn caller_of(pid: i32, exe: Option<PathBuf>) -> Caller {
+        Caller {
+            pid: Some(pid),
+            exe,
+            ..Caller::internal()
+        }
+    }
+
+    #[test]
+    fn a_caller_known_by_uid_alone_passes_the_recheck_while_it_lives() {
+        // The system daemon cannot read another user's executable: such a caller is
+        // identified by uid, and each of its requests must not be refused for that.
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let fd = pidfd_of(pid);
+        assert_eq!(recheck(&caller_of(pid, None), fd.as_fd()), Ok(()));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(recheck(&caller_of(pid, None), fd.as_fd()).is_err());
+    }
+
+    #[test]
+    fn without_a_pidfd_the_executable_is_read_again_by_pid() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let exe = exe_of(pid).unwrap();
+        assert_eq!(recheck_by_pid(&caller_of(pid, Some(exe))), Ok(()));
+        assert_eq!(recheck_by_pid(&caller_of(pid, None)), Ok(()));
+        let other = caller_of(pid, Some(PathBuf::from("/usr/bin/tokenbroker")));
+        let err = recheck_by_pid(&other).unwrap_err();
+        assert!(err.contains("now runs"), "{err}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_changed_executable_fails_the_recheck() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let fd = pidfd_of(pid);
+        let (_, exe) = exe_of_pidfd(fd.as_fd()).unwrap();
+        assert_eq!(recheck(&caller_of(pid, Some(exe)), fd.as_fd()), Ok(()));
+        let other = caller_of(pid, Some(PathBuf::from("/usr/bin/tokenbroker")));
+        let err = recheck(&other, fd.as_fd()).unwrap_err();
+        assert!(err.contains("now runs"), "{err}");
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 }

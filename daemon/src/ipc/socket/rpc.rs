@@ -100,11 +100,15 @@ impl Session {
             ));
         }
         #[cfg(target_os = "linux")]
-        if let Some(fd) = &self.pidfd {
-            use std::os::fd::AsFd;
-            crate::policy::caller::recheck(&self.caller, fd.as_fd())
-                .map_err(|m| BrokerError::new(ErrorKind::Denied, m))?;
+        match &self.pidfd {
+            Some(fd) => {
+                use std::os::fd::AsFd;
+                crate::policy::caller::recheck(&self.caller, fd.as_fd())
+            }
+            // A kernel before 6.5: by the pid.
+            None => crate::policy::caller::recheck_by_pid(&self.caller),
         }
+        .map_err(|m| BrokerError::new(ErrorKind::Denied, m))?;
         Ok(())
     }
 }
