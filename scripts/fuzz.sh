@@ -25,11 +25,11 @@ for t in $targets; do
     rm -rf "$work"; mkdir -p "$work"
     cp fuzz/corpus/"$t"/* "$work"/
     if [ -n "${RUNS:-}" ]; then
-        limit=(-runs="$RUNS")
+        limit=(-runs="$RUNS"); label="$RUNS runs"
     else
-        limit=(-max_total_time="$seconds")
+        limit=(-max_total_time="$seconds"); label="$seconds s"
     fi
-    echo "fuzz: $t (${RUNS:+$RUNS runs}${RUNS:-$seconds s})"
+    echo "fuzz: $t ($label)"
     start=$(date +%s)
     log="fuzz/target/fuzz-$t.log"
     set +e
