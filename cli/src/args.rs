@@ -46,8 +46,8 @@ pub struct Cli {
     /// The daemon's socket [default: $XDG_RUNTIME_DIR/tokenbroker/socket]
     #[arg(long, global = true, env = "TOKENBROKER_SOCKET", value_name = "PATH")]
     pub socket: Option<PathBuf>,
-    /// Talk to the daemon over the D-Bus session bus instead of the socket (token, accounts,
-    /// status and logout only: sign-in and admin stay on the socket)
+    /// Talk to the daemon over the D-Bus session bus instead of the socket (token, exec, env,
+    /// accounts, status and logout only: sign-in and admin stay on the socket)
     #[arg(long, global = true)]
     pub dbus: bool,
     /// Talk to the system service (tokenbrokerd --system) for every local user: its socket
@@ -95,6 +95,44 @@ pub enum Command {
         /// Print JSON with access_token, token_type, expires_at and scopes
         #[arg(long)]
         json: bool,
+    },
+    /// Run a command with an access token for ACCOUNT in its environment (never in its argv)
+    #[command(
+        after_help = "The command replaces tokenbroker (exec): its exit status and the signals sent to it are its own.\nExit status 127: the command was not found; 126: it could not be executed.\n\nExamples:\n  tokenbroker exec me -- sh -c 'curl -H \"Authorization: Bearer $ACCESS_TOKEN\" https://api.example.com/'\n  tokenbroker exec me --env GITHUB_TOKEN --scope repo -- gh repo list"
+    )]
+    Exec {
+        account: String,
+        /// A scope to request (repeat); default: the account's scopes
+        #[arg(long = "scope", value_name = "S")]
+        scopes: Vec<String>,
+        /// The token must stay valid at least this many seconds
+        #[arg(long, default_value_t = 0, value_name = "SECS")]
+        min_ttl: u32,
+        /// The environment variable that holds the token
+        #[arg(long = "env", default_value = "ACCESS_TOKEN", value_name = "NAME")]
+        var: String,
+        /// The command and its arguments, after `--`
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<std::ffi::OsString>,
+    },
+    /// Print the shell line that sets an access token for ACCOUNT in an environment variable
+    #[command(
+        after_help = "Examples:\n  eval \"$(tokenbroker env me)\"\n  tokenbroker env me --env API_TOKEN --shell fish | source"
+    )]
+    Env {
+        account: String,
+        /// A scope to request (repeat); default: the account's scopes
+        #[arg(long = "scope", value_name = "S")]
+        scopes: Vec<String>,
+        /// The token must stay valid at least this many seconds
+        #[arg(long, default_value_t = 0, value_name = "SECS")]
+        min_ttl: u32,
+        /// The environment variable that holds the token
+        #[arg(long = "env", default_value = "ACCESS_TOKEN", value_name = "NAME")]
+        var: String,
+        /// The shell whose syntax to print
+        #[arg(long, value_enum, default_value_t = Shell::Sh)]
+        shell: Shell,
     },
     /// Sign out: revoke at the server and delete the stored tokens
     Logout { account: String },
@@ -403,4 +441,13 @@ mod tests {
             assert!(EXIT_HELP.contains(&format!("  {code}  ")), "{code}");
         }
     }
+}
+
+/// The shells whose assignment syntax `tokenbroker env` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    /// POSIX sh, bash, zsh: `export NAME='…'`
+    Sh,
+    /// fish: `set -gx NAME '…'`
+    Fish,
 }

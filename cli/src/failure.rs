@@ -9,6 +9,9 @@ pub enum Failure {
     Usage(String),
     /// Anything else (a local failure).
     Other(String),
+    /// The command that `tokenbroker exec` was to run could not be started: 127 when it was not
+    /// found, 126 when it could not be executed, as a shell reports it.
+    Exec(u8, String),
 }
 
 impl From<ClientError> for Failure {
@@ -25,6 +28,7 @@ impl Failure {
             Failure::Client(_) => 6,
             Failure::Usage(_) => 2,
             Failure::Other(_) => 1,
+            Failure::Exec(code, _) => *code,
         }
     }
 }
@@ -33,7 +37,7 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Client(c) => write!(f, "{c}"),
-            Failure::Usage(m) | Failure::Other(m) => f.write_str(m),
+            Failure::Usage(m) | Failure::Other(m) | Failure::Exec(_, m) => f.write_str(m),
         }
     }
 }

@@ -43,6 +43,30 @@ pub fn run(command: Command, system: bool) -> Result<(), Failure> {
             let t = call(proxy(system)?.get_token(&account, &scopes, min_ttl))?;
             output::token(&token_from_entry(t), json)
         }
+        Command::Exec {
+            account,
+            scopes,
+            min_ttl,
+            var,
+            command,
+        } => {
+            super::exec::check_var(&var)?;
+            let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
+            let t = call(proxy(system)?.get_token(&account, &scopes, min_ttl))?;
+            Err(super::exec::exec(&token_from_entry(t), &var, &command))
+        }
+        Command::Env {
+            account,
+            scopes,
+            min_ttl,
+            var,
+            shell,
+        } => {
+            super::exec::check_var(&var)?;
+            let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
+            let t = call(proxy(system)?.get_token(&account, &scopes, min_ttl))?;
+            super::exec::env(&token_from_entry(t), &var, shell)
+        }
         Command::Accounts(j) | Command::Account(AccountCmd::List(j)) => {
             let accounts = call(proxy(system)?.list_accounts())?
                 .into_iter()
@@ -73,7 +97,7 @@ pub fn run(command: Command, system: bool) -> Result<(), Failure> {
             "sign-in goes over the local socket only (a password never crosses D-Bus): run it without --dbus".into(),
         )),
         _ => Err(Failure::Usage(
-            "only token, accounts, status and logout work over D-Bus: run the others without --dbus".into(),
+            "only token, exec, env, accounts, status and logout work over D-Bus: run the others without --dbus".into(),
         )),
     }
 }

@@ -12,6 +12,7 @@ mod account;
 mod audit;
 mod consent;
 pub mod dbus;
+mod exec;
 mod policy;
 mod provider;
 mod session;
@@ -48,6 +49,28 @@ pub fn run(mut cli: Cli) -> Result<(), Failure> {
             min_ttl,
             json,
         } => session::token(socket, &account, &scopes, min_ttl, json),
+        Command::Exec {
+            account,
+            scopes,
+            min_ttl,
+            var,
+            command,
+        } => {
+            exec::check_var(&var)?;
+            let t = connect(socket)?.get_token(&account, &scopes, min_ttl)?;
+            Err(exec::exec(&t, &var, &command))
+        }
+        Command::Env {
+            account,
+            scopes,
+            min_ttl,
+            var,
+            shell,
+        } => {
+            exec::check_var(&var)?;
+            let t = connect(socket)?.get_token(&account, &scopes, min_ttl)?;
+            exec::env(&t, &var, shell)
+        }
         Command::Logout { account } => session::logout(socket, &account),
         Command::Status(j) => session::status(socket, j.json),
         Command::Introspect { account, json } => session::introspect(socket, &account, json),
