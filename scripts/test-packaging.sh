@@ -63,6 +63,8 @@ same() { # same INSTALLED REPO
 }
 same /usr/lib/systemd/system/tokenbrokerd.service packaging/systemd/system/tokenbrokerd.service
 same /usr/lib/systemd/user/tokenbrokerd.service packaging/systemd/user/tokenbrokerd.service
+same /usr/lib/systemd/system/tokenbrokerd.socket packaging/systemd/system/tokenbrokerd.socket
+same /usr/lib/systemd/user/tokenbrokerd.socket packaging/systemd/user/tokenbrokerd.socket
 same /usr/share/dbus-1/services/io.tokenbroker.Broker1.service packaging/dbus/io.tokenbroker.Broker1.service
 same /usr/share/dbus-1/system-services/io.tokenbroker.Broker1.service packaging/dbus/system-services/io.tokenbroker.Broker1.service
 same /usr/share/dbus-1/system.d/io.tokenbroker.Broker1.conf packaging/dbus/system.d/io.tokenbroker.Broker1.conf
@@ -131,6 +133,8 @@ verify() { # verify LABEL [--user] UNIT
 mkdir -p -m 700 "$work/xdg"
 verify "system unit" verify /usr/lib/systemd/system/tokenbrokerd.service
 verify "user unit" --user verify /usr/lib/systemd/user/tokenbrokerd.service
+verify "system socket unit" verify /usr/lib/systemd/system/tokenbrokerd.socket
+verify "user socket unit" --user verify /usr/lib/systemd/user/tokenbrokerd.socket
 # systemd's own score of the sandbox (0 = fully locked down, 10 = none); 1.6 when written.
 exposure="$(systemd-analyze security --offline=yes --no-pager /usr/lib/systemd/system/tokenbrokerd.service 2>/dev/null |
     sed -n 's/.*Overall exposure level for tokenbrokerd.service: \([0-9.]*\).*/\1/p')"

@@ -371,19 +371,25 @@ pub enum SocketProblem {
     NoFolder,
     CreateFolder(io::Error),
     InspectFolder(io::Error),
-    FolderOwnedBy { folder: PathBuf, uid: u32 },
+    FolderOwnedBy {
+        folder: PathBuf,
+        uid: u32,
+    },
     MakePrivate(io::Error),
     NotASocket,
     InUse,
     RemoveStale(io::Error),
     Bind(io::Error),
     Chmod(io::Error),
+    /// The service manager passed sockets (LISTEN_FDS) this daemon cannot serve.
+    Inherited(String),
 }
 
 impl fmt::Display for SocketProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NoFolder => f.write_str("the socket path has no folder"),
+            Self::Inherited(what) => write!(f, "the socket passed by the service manager: {what}"),
             Self::CreateFolder(e) => write!(f, "cannot create its folder: {e}"),
             Self::InspectFolder(e) => write!(f, "cannot inspect its folder: {e}"),
             Self::FolderOwnedBy { folder, uid } => write!(

@@ -252,10 +252,25 @@ async fn serve(s: Serve) -> anyhow::Result<()> {
     // The socket first, so that a caller that finds the D-Bus name finds the socket too. With
     // --replace, D-Bus first: taking the name over tells the old daemon to go, and it lets go of
     // the socket, which this one then binds.
-    let early = if replace {
-        None
-    } else {
-        Some(bind_socket(&socket_path, false, own_folder, everyone).await?)
+    // Socket activation: a listener the service manager passed is served as it is, and left
+    // in place at exit (the manager owns it and starts the daemon again on the next client).
+    let activated = crate::ipc::socket::inherited(everyone)?;
+    let socket_path = match &activated {
+        Some((_, path)) if *path != socket_path => {
+            tracing::warn!(
+                inherited = %path.display(),
+                expected = %socket_path.display(),
+                "serving the socket the service manager passed, which is not where clients look by default"
+            );
+            path.clone()
+        }
+        _ => socket_path,
+    };
+    let by_manager = activated.is_some();
+    let early = match activated {
+        Some((listener, _)) => Some(listener),
+        None if replace => None,
+        None => Some(bind_socket(&socket_path, false, own_folder, everyone).await?),
     };
     let mut name_lost = None;
     let _bus = if dbus {
@@ -283,9 +298,13 @@ async fn serve(s: Serve) -> anyhow::Result<()> {
         Some(l) => l,
         None => bind_socket(&socket_path, replace, own_folder, everyone).await?,
     };
-    let ours = socket_identity(&socket_path);
+    let ours = if by_manager {
+        None
+    } else {
+        socket_identity(&socket_path)
+    };
     broker.set_socket_path(&socket_path);
-    tracing::info!(socket = %socket_path.display(), config = %config_path.display(), "serving");
+    tracing::info!(socket = %socket_path.display(), config = %config_path.display(), activated = by_manager, "serving");
     let server = tokio::spawn(crate::ipc::socket::serve(
         listener,
         broker.clone(),

@@ -45,11 +45,37 @@ pub struct Daemon {
     pub state_dir: PathBuf,
     pub dir: TempDir,
     runs: u32,
+    /// Started the way socket activation starts it: systemd-socket-activate holds the socket,
+    /// and executes the daemon when the first client connects.
+    activated: bool,
 }
 
 impl Daemon {
     /// Start a daemon whose keychain is `ss`, with an empty config (or `config_text`).
     pub fn start(ss: &SecretService, config_text: Option<&str>) -> anyhow::Result<Daemon> {
+        Self::start_as(ss, config_text, false)
+    }
+
+    /// Like [`Daemon::start`], but socket-activated: `systemd-socket-activate` binds the socket
+    /// and waits; the daemon is executed (in the same process) by the first connection, which
+    /// is the caller's to make. Returns once the socket exists.
+    pub fn start_activated(
+        ss: &SecretService,
+        config_text: Option<&str>,
+    ) -> anyhow::Result<Daemon> {
+        Self::start_as(ss, config_text, true)
+    }
+
+    /// The pid of the daemon's process (before activation, the activator's).
+    pub fn pid(&self) -> Option<u32> {
+        self.peer.as_ref().and_then(|p| p.pid())
+    }
+
+    fn start_as(
+        ss: &SecretService,
+        config_text: Option<&str>,
+        activated: bool,
+    ) -> anyhow::Result<Daemon> {
         let dir = tempfile::tempdir()?;
         let config_home = dir.path().join("config");
         let state_dir = dir.path().join("state");
@@ -76,6 +102,7 @@ impl Daemon {
             state_dir,
             dir,
             runs: 0,
+            activated,
         };
         d.launch()?;
         Ok(d)
@@ -83,7 +110,22 @@ impl Daemon {
 
     fn launch(&mut self) -> anyhow::Result<()> {
         self.runs += 1;
-        let mut cmd = Command::new(bin("tokenbrokerd"));
+        let activated = self.activated && self.runs == 1;
+        let mut cmd = if activated {
+            // The activator passes on only the variables named with -E.
+            let mut c = Command::new("systemd-socket-activate");
+            c.arg("-l").arg(&self.socket);
+            for (k, v) in &self.env {
+                c.arg("-E").arg(format!("{k}={v}"));
+            }
+            c.arg(bin("tokenbrokerd"));
+            if let Some(dir) = self.socket.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            c
+        } else {
+            Command::new(bin("tokenbrokerd"))
+        };
         cmd.env_remove("TOKENBROKER_SOCKET")
             .env_remove("TOKENBROKER_CONFIG");
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
@@ -94,9 +136,17 @@ impl Daemon {
         };
         let mut peer = Peer::spawn(name, self.dir.path(), &mut cmd, None)?;
         let socket = self.socket.clone();
-        peer.wait_for("socket accepting", Duration::from_secs(20), |_| {
-            Ok(Client::connect(&socket, "e2e").ok().map(|_| ()))
-        })?;
+        if activated {
+            peer.wait_for(
+                "socket bound by the activator",
+                Duration::from_secs(20),
+                |_| Ok(socket.exists().then_some(())),
+            )?;
+        } else {
+            peer.wait_for("socket accepting", Duration::from_secs(20), |_| {
+                Ok(Client::connect(&socket, "e2e").ok().map(|_| ()))
+            })?;
+        }
         self.peer = Some(peer);
         Ok(())
     }

@@ -133,6 +133,71 @@ pub fn bind(path: &Path, own_folder: bool, everyone: bool) -> Result<UnixListene
     Ok(listener)
 }
 
+/// The listening socket the service manager passed (socket activation, `sd_listen_fds(3)`:
+/// `LISTEN_FDS` and `LISTEN_PID`), with the path it is bound to; None when none was passed.
+/// Exactly one is accepted, and only a listening Unix stream socket bound to a path. Its mode is
+/// set as [`bind`] would (0600, or 0666 with `everyone`), whatever the unit said, and the
+/// kernel's per-message credentials are turned on as for a socket bound here.
+#[cfg(target_os = "linux")]
+pub fn inherited(everyone: bool) -> Result<Option<(UnixListener, std::path::PathBuf)>> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::fs::PermissionsExt;
+    let fail = |what: String| Error::Socket {
+        path: std::path::PathBuf::from("LISTEN_FDS"),
+        problem: SocketProblem::Inherited(what),
+    };
+    // listen_fds checks LISTEN_PID against this process: fds meant for another are not taken.
+    let fds = sd_notify::listen_fds().map_err(|e| fail(e.to_string()))?;
+    let fds: Vec<_> = fds.collect();
+    let fd = match fds.as_slice() {
+        [] => return Ok(None),
+        [fd] => *fd,
+        more => {
+            return Err(fail(format!(
+                "{} sockets, and tokenbrokerd serves one",
+                more.len()
+            )))
+        }
+    };
+    // SAFETY: sd_listen_fds(3): the service manager passed this descriptor to this process
+    // (LISTEN_PID is ours) for it to own; nothing else in the process refers to it, and it is
+    // taken exactly once, here.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    use nix::sys::socket::{getsockopt, sockopt, SockType};
+    let is_stream = getsockopt(&owned, sockopt::SockType).is_ok_and(|t| t == SockType::Stream);
+    let listening = getsockopt(&owned, sockopt::AcceptConn).unwrap_or(false);
+    if !is_stream || !listening {
+        return Err(fail(
+            "not a listening stream socket (ListenStream= in the unit)".into(),
+        ));
+    }
+    let std_listener = std::os::unix::net::UnixListener::from(owned);
+    let path = std_listener
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().map(|p| p.to_owned()))
+        .ok_or_else(|| fail("not a Unix socket bound to a path".into()))?;
+    let problem = |p: SocketProblem| Error::Socket {
+        path: path.clone(),
+        problem: p,
+    };
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|e| problem(SocketProblem::Bind(e)))?;
+    peer::pass_credentials(&std_listener).map_err(|e| problem(SocketProblem::Bind(e)))?;
+    let mode = if everyone { 0o666 } else { 0o600 };
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| problem(SocketProblem::Chmod(e)))?;
+    let listener =
+        UnixListener::from_std(std_listener).map_err(|e| problem(SocketProblem::Bind(e)))?;
+    Ok(Some((listener, path)))
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn inherited(_everyone: bool) -> Result<Option<(UnixListener, std::path::PathBuf)>> {
+    Ok(None)
+}
+
 /// Serve until the task is dropped. Each connection is identified and given a slot (or refused)
 /// here, at once, so that refused connections cost nothing.
 pub async fn serve(listener: UnixListener, broker: Broker, opts: SocketOptions) {
