@@ -218,3 +218,26 @@ fn a_dbus_connection_whose_process_executed_another_program_is_refused() {
     assert!(second.contains("now runs /usr/bin/socat"), "{second}");
     assert!(!second.contains(token), "{second}");
 }
+
+#[test]
+fn a_bare_app_name_is_resolved_on_path_and_said() {
+    let (_fake, _ss, d) = setup();
+    let out = d.cli(&["allow", "robot", "--app", "socat"], None);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    let socat = std::fs::canonicalize("/usr/bin/socat").unwrap();
+    assert!(
+        stderr.contains("--app socat is /usr/bin/socat (from PATH)"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains(&format!("allowed {}", socat.display())),
+        "{stdout}"
+    );
+    let out = d.cli(&["allow", "robot", "--app", "no-such-tool-here"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no executable of that name on PATH"));
+}
