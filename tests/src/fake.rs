@@ -68,6 +68,27 @@ impl FakeServer {
         })
     }
 
+    /// A config with provider `fake` (this server, client_secret_post) and a client_credentials
+    /// account `robot` of it: the set-up many tests start from (the client secret is still to
+    /// be set, with `tokenbroker provider set-secret fake`).
+    pub fn robot_config(&self) -> String {
+        format!(
+            r#"version = 1
+
+[providers.fake]
+token_endpoint = "{}"
+client_id = "fake-client"
+client_auth = "client_secret_post"
+allow_insecure_loopback = true
+
+[accounts.robot]
+provider = "fake"
+grant = "client_credentials"
+"#,
+            self.token_endpoint()
+        )
+    }
+
     pub fn token_endpoint(&self) -> String {
         format!("http://127.0.0.1:{}/token", self.port)
     }

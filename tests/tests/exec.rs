@@ -13,21 +13,7 @@ use tokenbroker_e2e::peers::SecretService;
 fn setup() -> (FakeServer, SecretService, Daemon) {
     let fake = FakeServer::start(Mode::Good { expires_in: 3600 }).unwrap();
     let ss = SecretService::start().unwrap();
-    let config = format!(
-        r#"version = 1
-
-[providers.fake]
-token_endpoint = "{}"
-client_id = "fake-client"
-client_auth = "client_secret_post"
-allow_insecure_loopback = true
-
-[accounts.robot]
-provider = "fake"
-grant = "client_credentials"
-"#,
-        fake.token_endpoint()
-    );
+    let config = fake.robot_config();
     let d = Daemon::start(&ss, Some(&config)).unwrap();
     d.cli_ok(&["provider", "set-secret", "fake"], Some("fake-secret\n"));
     (fake, ss, d)

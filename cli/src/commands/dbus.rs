@@ -43,29 +43,12 @@ pub fn run(command: Command, system: bool) -> Result<(), Failure> {
             let t = call(proxy(system)?.get_token(&account, &scopes, min_ttl))?;
             output::token(&token_from_entry(t), json)
         }
-        Command::Exec {
-            account,
-            scopes,
-            min_ttl,
-            var,
-            command,
-        } => {
-            super::exec::check_var(&var)?;
-            let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
-            let t = call(proxy(system)?.get_token(&account, &scopes, min_ttl))?;
-            Err(super::exec::exec(&token_from_entry(t), &var, &command))
-        }
-        Command::Env {
-            account,
-            scopes,
-            min_ttl,
-            var,
-            shell,
-        } => {
-            super::exec::check_var(&var)?;
-            let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
-            let t = call(proxy(system)?.get_token(&account, &scopes, min_ttl))?;
-            super::exec::env(&token_from_entry(t), &var, shell)
+        c @ (Command::Exec { .. } | Command::Env { .. }) => {
+            super::exec::run(c, |account, scopes, min_ttl| {
+                let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
+                let t = call(proxy(system)?.get_token(account, &scopes, min_ttl))?;
+                Ok(token_from_entry(t))
+            })
         }
         Command::Accounts(j) | Command::Account(AccountCmd::List(j)) => {
             let accounts = call(proxy(system)?.list_accounts())?

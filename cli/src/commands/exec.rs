@@ -12,8 +12,41 @@ use std::io::Write;
 use tokenbroker_client::TokenReply;
 use zeroize::Zeroize;
 
-use crate::args::Shell;
+use crate::args::{Command, Shell};
 use crate::failure::Failure;
+
+/// `exec` or `env`, with the token from `get` (GetToken over the socket or the bus): the
+/// variable's name is checked before anything is asked.
+pub fn run(
+    command: Command,
+    get: impl FnOnce(&str, &[String], u32) -> Result<TokenReply, Failure>,
+) -> Result<(), Failure> {
+    match command {
+        Command::Exec {
+            account,
+            scopes,
+            min_ttl,
+            var,
+            command,
+        } => {
+            check_var(&var)?;
+            let t = get(&account, &scopes, min_ttl)?;
+            Err(exec(&t, &var, &command))
+        }
+        Command::Env {
+            account,
+            scopes,
+            min_ttl,
+            var,
+            shell,
+        } => {
+            check_var(&var)?;
+            let t = get(&account, &scopes, min_ttl)?;
+            env(&t, &var, shell)
+        }
+        _ => Err(Failure::Other("not an exec or env command".into())),
+    }
+}
 
 /// An environment variable's name, as POSIX shells accept one: a letter or `_`, then letters,
 /// digits and `_`.

@@ -49,27 +49,10 @@ pub fn run(mut cli: Cli) -> Result<(), Failure> {
             min_ttl,
             json,
         } => session::token(socket, &account, &scopes, min_ttl, json),
-        Command::Exec {
-            account,
-            scopes,
-            min_ttl,
-            var,
-            command,
-        } => {
-            exec::check_var(&var)?;
-            let t = connect(socket)?.get_token(&account, &scopes, min_ttl)?;
-            Err(exec::exec(&t, &var, &command))
-        }
-        Command::Env {
-            account,
-            scopes,
-            min_ttl,
-            var,
-            shell,
-        } => {
-            exec::check_var(&var)?;
-            let t = connect(socket)?.get_token(&account, &scopes, min_ttl)?;
-            exec::env(&t, &var, shell)
+        c @ (Command::Exec { .. } | Command::Env { .. }) => {
+            exec::run(c, |account, scopes, min_ttl| {
+                Ok(connect(socket)?.get_token(account, scopes, min_ttl)?)
+            })
         }
         Command::Logout { account } => session::logout(socket, &account),
         Command::Status(j) => session::status(socket, j.json),

@@ -177,15 +177,25 @@ pub fn recheck(first: &Caller, fd: std::os::fd::BorrowedFd<'_>) -> Result<(), St
     if !pidfd_alive(fd) {
         return Err(GONE.into());
     }
+    same_exe(first, pid, known, now)
+}
+
+/// Whether `now` (the executable read again for `pid`) is `known`, the one `first` connected with.
+fn same_exe(
+    first: &Caller,
+    pid: i32,
+    known: &std::path::Path,
+    now: Option<PathBuf>,
+) -> Result<(), String> {
     match now {
-        Some(exe) if exe == *known => Ok(()),
+        Some(exe) if exe == known => Ok(()),
         Some(exe) => Err(format!(
             "the process behind this connection (pid {pid}) now runs {}, not {}: it must connect again",
             exe.display(),
             first.exe_display()
         )),
         None => Err(format!(
-            "the executable of the process behind this connection (pid {pid}) can no longer be read: it must connect again"
+            "the executable of the process behind this connection (pid {pid}) can no longer be read (it is gone): it must connect again"
         )),
     }
 }
@@ -198,17 +208,7 @@ pub fn recheck_by_pid(first: &Caller) -> Result<(), String> {
     let (Some(pid), Some(known)) = (first.pid, first.exe.as_ref()) else {
         return Ok(());
     };
-    match exe_of(pid) {
-        Some(exe) if exe == *known => Ok(()),
-        Some(exe) => Err(format!(
-            "the process behind this connection (pid {pid}) now runs {}, not {}: it must connect again",
-            exe.display(),
-            first.exe_display()
-        )),
-        None => Err(format!(
-            "the process that opened this connection (pid {pid}) is gone: it must connect again"
-        )),
-    }
+    same_exe(first, pid, known, exe_of(pid))
 }
 
 /// Whether the process a pidfd refers to still runs: a pidfd turns readable when its process
