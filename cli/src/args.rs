@@ -101,16 +101,8 @@ pub enum Command {
         after_help = "The command replaces tokenbroker (exec): its exit status and the signals sent to it are its own.\nExit status 127: the command was not found; 126: it could not be executed.\n\nExamples:\n  tokenbroker exec me -- sh -c 'curl -H \"Authorization: Bearer $ACCESS_TOKEN\" https://api.example.com/'\n  tokenbroker exec me --env GITHUB_TOKEN --scope repo -- gh repo list"
     )]
     Exec {
-        account: String,
-        /// A scope to request (repeat); default: the account's scopes
-        #[arg(long = "scope", value_name = "S")]
-        scopes: Vec<String>,
-        /// The token must stay valid at least this many seconds
-        #[arg(long, default_value_t = 0, value_name = "SECS")]
-        min_ttl: u32,
-        /// The environment variable that holds the token
-        #[arg(long = "env", default_value = "ACCESS_TOKEN", value_name = "NAME")]
-        var: String,
+        #[command(flatten)]
+        token: EnvToken,
         /// The command and its arguments, after `--`
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<std::ffi::OsString>,
@@ -120,16 +112,8 @@ pub enum Command {
         after_help = "Examples:\n  eval \"$(tokenbroker env me)\"\n  tokenbroker env me --env API_TOKEN --shell fish | source"
     )]
     Env {
-        account: String,
-        /// A scope to request (repeat); default: the account's scopes
-        #[arg(long = "scope", value_name = "S")]
-        scopes: Vec<String>,
-        /// The token must stay valid at least this many seconds
-        #[arg(long, default_value_t = 0, value_name = "SECS")]
-        min_ttl: u32,
-        /// The environment variable that holds the token
-        #[arg(long = "env", default_value = "ACCESS_TOKEN", value_name = "NAME")]
-        var: String,
+        #[command(flatten)]
+        token: EnvToken,
         /// The shell whose syntax to print
         #[arg(long, value_enum, default_value_t = Shell::Sh)]
         shell: Shell,
@@ -450,4 +434,19 @@ pub enum Shell {
     Sh,
     /// fish: `set -gx NAME '…'`
     Fish,
+}
+
+/// What `exec` and `env` ask for, and where they put it.
+#[derive(Debug, Args)]
+pub struct EnvToken {
+    pub account: String,
+    /// A scope to request (repeat); default: the account's scopes
+    #[arg(long = "scope", value_name = "S")]
+    pub scopes: Vec<String>,
+    /// The token must stay valid at least this many seconds
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    pub min_ttl: u32,
+    /// The environment variable that holds the token
+    #[arg(long = "env", default_value = "ACCESS_TOKEN", value_name = "NAME")]
+    pub var: String,
 }

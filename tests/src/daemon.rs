@@ -56,6 +56,17 @@ impl Daemon {
         Self::start_as(ss, config_text, false)
     }
 
+    /// A daemon serving the fake server's provider `fake` and its client_credentials account
+    /// `robot` ([`FakeServer::robot_config`]), with the client secret set.
+    pub fn start_robot(
+        ss: &SecretService,
+        fake: &crate::fake::FakeServer,
+    ) -> anyhow::Result<Daemon> {
+        let d = Self::start(ss, Some(&fake.robot_config()))?;
+        d.cli_ok(&["provider", "set-secret", "fake"], Some("fake-secret\n"));
+        Ok(d)
+    }
+
     /// Like [`Daemon::start`], but socket-activated: `systemd-socket-activate` binds the socket
     /// and waits; the daemon is executed (in the same process) by the first connection, which
     /// is the caller's to make. Returns once the socket exists.

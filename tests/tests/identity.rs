@@ -12,9 +12,7 @@ use tokenbroker_e2e::peers::SecretService;
 fn setup() -> (FakeServer, SecretService, Daemon) {
     let fake = FakeServer::start(Mode::Good { expires_in: 3600 }).unwrap();
     let ss = SecretService::start().unwrap();
-    let config = fake.robot_config();
-    let d = Daemon::start(&ss, Some(&config)).unwrap();
-    d.cli_ok(&["provider", "set-secret", "fake"], Some("fake-secret\n"));
+    let d = Daemon::start_robot(&ss, &fake).unwrap();
     d.cli_ok(&["token", "robot"], None);
     (fake, ss, d)
 }

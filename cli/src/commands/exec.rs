@@ -12,7 +12,7 @@ use std::io::Write;
 use tokenbroker_client::TokenReply;
 use zeroize::Zeroize;
 
-use crate::args::{Command, Shell};
+use crate::args::{Command, EnvToken, Shell};
 use crate::failure::Failure;
 
 /// `exec` or `env`, with the token from `get` (GetToken over the socket or the bus): the
@@ -21,29 +21,14 @@ pub fn run(
     command: Command,
     get: impl FnOnce(&str, &[String], u32) -> Result<TokenReply, Failure>,
 ) -> Result<(), Failure> {
+    // The variable's name first: nothing is asked for a command line that cannot be used.
+    let fetch = |t: &EnvToken| {
+        check_var(&t.var)?;
+        get(&t.account, &t.scopes, t.min_ttl)
+    };
     match command {
-        Command::Exec {
-            account,
-            scopes,
-            min_ttl,
-            var,
-            command,
-        } => {
-            check_var(&var)?;
-            let t = get(&account, &scopes, min_ttl)?;
-            Err(exec(&t, &var, &command))
-        }
-        Command::Env {
-            account,
-            scopes,
-            min_ttl,
-            var,
-            shell,
-        } => {
-            check_var(&var)?;
-            let t = get(&account, &scopes, min_ttl)?;
-            env(&t, &var, shell)
-        }
+        Command::Exec { token, command } => Err(exec(&fetch(&token)?, &token.var, &command)),
+        Command::Env { token, shell } => env(&fetch(&token)?, &token.var, shell),
         _ => Err(Failure::Other("not an exec or env command".into())),
     }
 }

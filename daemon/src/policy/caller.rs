@@ -237,11 +237,7 @@ mod tests {
 
     #[test]
     fn a_live_process_is_attested_and_a_gone_one_is_not() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        let pid = child.id() as i32;
+        let (mut child, pid) = sleeping();
         let fd = pidfd_of(pid);
         let (p, exe) = exe_of_pidfd(fd.as_fd()).unwrap();
         assert_eq!(p, pid);
@@ -252,6 +248,16 @@ mod tests {
             exe_of_pidfd(fd.as_fd()).is_none(),
             "a reaped process has no identity"
         );
+    }
+
+    /// A child that sleeps for 30 s, and its pid; the test kills it.
+    fn sleeping() -> (std::process::Child, i32) {
+        let child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        (child, pid)
     }
 
     fn caller_of(pid: i32, exe: Option<PathBuf>) -> Caller {
@@ -266,11 +272,7 @@ mod tests {
     fn a_caller_known_by_uid_alone_passes_the_recheck_while_it_lives() {
         // The system daemon cannot read another user's executable: such a caller is
         // identified by uid, and each of its requests must not be refused for that.
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        let pid = child.id() as i32;
+        let (mut child, pid) = sleeping();
         let fd = pidfd_of(pid);
         assert_eq!(recheck(&caller_of(pid, None), fd.as_fd()), Ok(()));
         child.kill().unwrap();
@@ -280,11 +282,7 @@ mod tests {
 
     #[test]
     fn without_a_pidfd_the_executable_is_read_again_by_pid() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        let pid = child.id() as i32;
+        let (mut child, pid) = sleeping();
         let exe = exe_of(pid).unwrap();
         assert_eq!(recheck_by_pid(&caller_of(pid, Some(exe))), Ok(()));
         assert_eq!(recheck_by_pid(&caller_of(pid, None)), Ok(()));
@@ -297,11 +295,7 @@ mod tests {
 
     #[test]
     fn a_changed_executable_fails_the_recheck() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        let pid = child.id() as i32;
+        let (mut child, pid) = sleeping();
         let fd = pidfd_of(pid);
         let (_, exe) = exe_of_pidfd(fd.as_fd()).unwrap();
         assert_eq!(recheck(&caller_of(pid, Some(exe)), fd.as_fd()), Ok(()));
