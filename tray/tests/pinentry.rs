@@ -7,14 +7,23 @@ use std::path::Path;
 use serde_json::Value;
 use tokenbroker_tray::pinentry::{Button, ConfirmPrompt, PinPrompt, Pinentry};
 
+/// Held by each test for its whole run. A test writes its wrapper script and then runs it; were
+/// the other test forking at that moment, its child would hold the script's write descriptor
+/// open until it executes, and running the script fails with ETXTBSY ("Text file busy", seen
+/// in CI). The tests are short, so they take turns.
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 struct Stand {
     dir: tempfile::TempDir,
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Stand {
     fn new() -> Stand {
+        let turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         Stand {
             dir: tempfile::tempdir().unwrap(),
+            _turn: turn,
         }
     }
 
